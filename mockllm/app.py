@@ -1,0 +1,550 @@
+"""The Starlette application: API routes, the admin API, and the send loop (pacing and faults).
+
+A request flows: route → protocol parses it → matching picks a scenario → the protocol renders the reply to
+frames → the send loop paces them and applies faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from . import pacing
+from ._version import __version__
+from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
+from .journal import Entry, Journal
+from .matching import Scenarios, UnknownScenario
+from .protocols import ROUTES, ProtocolModule
+from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
+from .scenarios import FaultSpec, Reply, Scenario, ScenarioError, load_scenarios, load_text
+from .transport import reset_connection
+
+log = logging.getLogger("mockllm")
+
+FALLBACKS = ("error", "echo", "lorem")
+BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library "
+    "correctly. The API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+_LOREM = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore "
+    "magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo "
+    "consequat. "
+)
+
+
+@dataclass
+class Settings:
+    """Server options shared by the CLI, `MockServer` and the pytest plugin."""
+
+    dialect: str = "openai"
+    models: list[str] = field(default_factory=list)
+    time_scale: float = 1.0
+    seed: int = 0
+    journal_size: int = 1000
+    fallback: str = "error"
+
+
+class MockState:
+    """Everything a running server knows: scenarios, sequence positions, the journal, the seeded generator."""
+
+    def __init__(self, scenarios: Sequence[Scenario] = (), settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.scenarios = Scenarios(scenarios)
+        self.journal = Journal(self.settings.journal_size)
+        self.rng = random.Random(self.settings.seed)
+        self.listeners: list[Callable[[Entry], None]] = []
+
+    def reset(self) -> None:
+        """Journal, sequence positions and runtime scenarios back to the start; the generator re-seeded."""
+        self.journal.clear()
+        self.scenarios.clear_runtime()
+        self.scenarios.reset_positions()
+        self.rng.seed(self.settings.seed)
+
+    def model_ids(self) -> list[str]:
+        """Models named exactly by scenarios (`when.model` as a plain string, `reply.model`), plus extras."""
+        names: dict[str, None] = {}
+        for scenario in self.scenarios.all():
+            if scenario.when.model is not None and scenario.when.model.exact is not None:
+                names[scenario.when.model.exact] = None
+            for reply in scenario.sequence:
+                if reply.model:
+                    names[reply.model] = None
+        for extra in self.settings.models:
+            names[extra] = None
+        return list(names)
+
+
+def _json(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False), status, dict(headers or {}), "application/json")
+
+
+def _openai_headers(dialect: str, rid: str) -> dict[str, str]:
+    if dialect == "vllm":
+        return {}
+    return {
+        "x-request-id": rid,
+        "openai-version": "2020-10-01",
+        "openai-processing-ms": "1",
+        "x-ratelimit-limit-requests": "10000",
+        "x-ratelimit-limit-tokens": "30000000",
+        "x-ratelimit-remaining-requests": "9999",
+        "x-ratelimit-remaining-tokens": "29999000",
+        "x-ratelimit-reset-requests": "6ms",
+        "x-ratelimit-reset-tokens": "2ms",
+    }
+
+
+class _Reply:
+    """An ASGI response that paces frames by absolute deadlines and applies a fault."""
+
+    def __init__(
+        self,
+        entry: Entry,
+        status: int,
+        headers: dict[str, str],
+        frames: list[Frame],
+        deadlines: list[float],
+        head_delay: float,
+        fault: FaultSpec | None,
+        fault_frames: list[Frame],
+        time_scale: float,
+        finished: Callable[[Entry], None],
+    ) -> None:
+        self.entry = entry
+        self.status = status
+        self.headers = headers
+        self.frames = frames
+        self.deadlines = deadlines
+        self.head_delay = head_delay
+        self.fault = fault
+        self.fault_frames = fault_frames
+        self.time_scale = time_scale
+        self.finished = finished
+
+    def _cut(self) -> int:
+        """Index of the first frame not sent before the fault: after `after` content frames."""
+        assert self.fault is not None
+        seen = 0
+        for index, frame in enumerate(self.frames):
+            if frame.kind == "content":
+                if seen == self.fault.after:
+                    return index
+                seen += 1
+        # Every content frame is sent: the fault comes before the tail (finish, usage, terminator).
+        return next((i for i in range(len(self.frames) - 1, -1, -1) if self.frames[i].kind != "tail"), -1) + 1
+
+    async def _wait_until(self, deadline: float, receive: Receive) -> bool:
+        """Sleep until `deadline` (seconds since arrival); False if the client went away meanwhile."""
+        delay = deadline - self.entry.elapsed()
+        if delay <= 0:
+            return True
+        return await _sleep_or_disconnect(delay, receive)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = self.entry
+        try:
+            if self.head_delay > 0 and not await self._wait_until(self.head_delay, receive):
+                return
+            cut = self._cut() if self.fault is not None else len(self.frames)
+            kind = self.fault.kind if self.fault is not None else None
+            if kind == "disconnect" and cut == 0 and self.frames and not any(f.kind == "head" for f in self.frames):
+                reset_connection(scope)
+                return
+            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+            await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
+            for index, frame in enumerate(self.frames):
+                if index == cut and kind is not None:
+                    entry.fault = kind
+                    if not await self._fault(scope, receive, send):
+                        return
+                    break
+                if not await self._wait_until(self.deadlines[index], receive):
+                    return
+                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+                if frame.kind == "content":
+                    entry.chunk_times.append(round(entry.elapsed(), 6))
+            else:
+                if kind is not None and cut >= len(self.frames):
+                    entry.fault = kind
+                    if not await self._fault(scope, receive, send):
+                        return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            entry.finish(self.status)
+            self.finished(entry)
+
+    async def _fault(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Apply the fault at the cut; True when the body should then end cleanly."""
+        fault = self.fault
+        assert fault is not None
+        if fault.kind == "disconnect":
+            if not reset_connection(scope):
+                # Not running on mockllm's own server: abort the response so the server drops the connection.
+                raise ConnectionAbortedError("mockllm disconnect fault")
+            return False
+        if fault.kind == "stall":
+            if fault.for_ is None:
+                await _wait_for_disconnect(receive)
+                return False
+            return await _sleep_or_disconnect(fault.for_ * self.time_scale, receive)
+        if fault.kind == "error_event":
+            for frame in self.fault_frames:
+                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+            return True
+        if fault.kind == "malformed":
+            await send({"type": "http.response.body", "body": b'data: {"id": "malformed\n\n', "more_body": True})
+            # The stream goes on after the bad line: send the rest at their deadlines.
+            cut = self._cut()
+            for index in range(cut, len(self.frames)):
+                if not await self._wait_until(self.deadlines[index], receive):
+                    return False
+                await send({"type": "http.response.body", "body": self.frames[index].data, "more_body": True})
+                if self.frames[index].kind == "content":
+                    self.entry.chunk_times.append(round(self.entry.elapsed(), 6))
+            return True
+        return True  # "end": a clean end of the body, without the rest
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _sleep_or_disconnect(delay: float, receive: Receive) -> bool:
+    """Sleep `delay` seconds; return False early if the client disconnects."""
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({watcher}, timeout=delay)
+        return not done
+    finally:
+        watcher.cancel()
+
+
+class MockApp:
+    """Builds the Starlette app around a `MockState`."""
+
+    def __init__(self, state: MockState) -> None:
+        self.state = state
+
+    # -- API routes ---------------------------------------------------------------------------------------
+
+    def _api_endpoint(self, protocol: ProtocolModule) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Any:
+            return await self.handle(protocol, request)
+
+        return endpoint
+
+    def _finish(self, entry: Entry) -> None:
+        for listener in list(self.state.listeners):
+            listener(entry)
+
+    def _error(self, entry: Entry, reply: ErrorReply, extra: Mapping[str, str] | None = None) -> Response:
+        entry.error = reply.summary()
+        headers = {**reply.headers, **(extra or {})}
+        entry.finish(reply.status)
+        self._finish(entry)
+        return Response(reply.body, reply.status, headers, "application/json")
+
+    async def handle(self, protocol: ProtocolModule, request: Request) -> Any:
+        state = self.state
+        settings = state.settings
+        entry = state.journal.open(request.method, request.url.path)
+        entry.api = protocol.API
+        rid = request_id()
+        dialect = settings.dialect
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            entry.body = raw.decode("utf-8", "replace")
+            return self._error(
+                entry,
+                error_reply(
+                    400,
+                    protocol.API,
+                    dialect,
+                    rid,
+                    message=BAD_JSON,
+                ),
+            )
+        entry.body = body
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        try:
+            parsed = protocol.parse(body, headers)
+        except RequestError as exc:
+            return self._error(
+                entry,
+                error_reply(
+                    exc.status,
+                    protocol.API,
+                    dialect,
+                    rid,
+                    type=exc.type,
+                    code=exc.code,
+                    message=exc.message,
+                    param=exc.param,
+                ),
+            )
+        entry.model, entry.stream = parsed.model, parsed.stream
+        forced = headers.get("x-mockllm-scenario")
+        try:
+            selection = state.scenarios.select(parsed, forced)
+        except UnknownScenario:
+            known = ", ".join(sorted(state.scenarios.ids())) or "none"
+            entry.miss = f"x-mockllm-scenario names `{forced}`, which is not loaded"
+            return self._error(
+                entry,
+                error_reply(
+                    404,
+                    protocol.API,
+                    dialect,
+                    rid,
+                    type="invalid_request_error",
+                    code="scenario_not_found",
+                    message=f"The header x-mockllm-scenario names the scenario `{forced}`, but no scenario has that id "
+                    f"(loaded: {known}). Fix the header or load the scenario.",
+                    should_retry=False,
+                ),
+            )
+        if selection is None:
+            reply = self._fallback(parsed)
+            if reply is None:
+                entry.miss = state.scenarios.explain_miss(parsed)
+                return self._error(
+                    entry,
+                    error_reply(
+                        404,
+                        protocol.API,
+                        dialect,
+                        rid,
+                        type="invalid_request_error",
+                        code="no_scenario_matched",
+                        message=entry.miss,
+                        should_retry=False,
+                    ),
+                )
+        else:
+            entry.scenario = selection.scenario.name
+            reply = selection.reply
+            dialect = selection.scenario.dialect or dialect
+        return await self._respond(protocol, parsed, reply, dialect, rid, entry)
+
+    def _fallback(self, parsed: ParsedRequest) -> Reply | None:
+        mode = self.state.settings.fallback
+        if mode == "echo":
+            return Reply(text=parsed.prompt or "")
+        if mode == "lorem":
+            words = (_LOREM * 20).split(" ")
+            return Reply(chunks=[(" " if i else "") + w for i, w in enumerate(words[: parsed.max_tokens or 50])])
+        return None
+
+    def _fires(self, probability: float | None) -> bool:
+        return probability is None or self.state.rng.random() < probability
+
+    async def _respond(
+        self, protocol: ProtocolModule, parsed: ParsedRequest, reply: Reply, dialect: str, rid: str, entry: Entry
+    ) -> Any:
+        settings = self.state.settings
+        scale = settings.time_scale
+        timing = reply.timing
+        head_delay = (timing.headers or 0.0) * scale if timing else 0.0
+        if reply.error is not None and self._fires(reply.error.probability):
+            error = scenario_error(reply.error, protocol.API, dialect, rid)
+            if head_delay:
+                await asyncio.sleep(head_delay)
+            return self._error(entry, error, _openai_headers(dialect, rid) if protocol.API != "messages" else None)
+        fault = reply.fault if reply.fault is not None and self._fires(reply.fault.probability) else None
+        plan: Plan = plan_reply(reply, parsed)
+        headers = {**_openai_headers(dialect, rid), **(reply.headers or {})}
+        if parsed.stream:
+            frames = protocol.render_stream(plan, parsed, dialect)
+            deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
+            fault_frames = (
+                error_event_frames(protocol.API, dialect, fault.type, fault.message)
+                if fault is not None and fault.kind == "error_event"
+                else []
+            )
+            headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
+            return _Reply(entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish)
+        # A non-streamed reply arrives after the time the whole stream would have taken.
+        chunks = sum(
+            len(c.text) + len(c.reasoning) + len(c.refusal) + sum(len(t.pieces) for t in c.tool_calls)
+            for c in plan.choices[:1]
+        )
+        delay = max(head_delay, pacing.total_time(timing, chunks, scale, self.state.rng))
+        body = protocol.render_body(plan, parsed, dialect)
+        headers = {"content-type": "application/json", **headers}
+        # Faults act on streams; for a non-streamed request only `disconnect` and `stall` make sense.
+        applied = fault if fault is not None and fault.kind in ("disconnect", "stall") else None
+        frames = [Frame(body, "content")]
+        return _Reply(entry, 200, headers, frames, [delay], 0.0, applied, [], scale, self._finish)
+
+    # -- models ---------------------------------------------------------------------------------------------
+
+    def _model_card(self, model_id: str) -> dict[str, Any]:
+        created = 1700000000
+        if self.state.settings.dialect == "vllm":
+            return {
+                "id": model_id,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": model_id,
+                "parent": None,
+                "max_model_len": 32768,
+                "permission": [],
+            }
+        return {"id": model_id, "object": "model", "created": created, "owned_by": "system"}
+
+    async def list_models(self, request: Request) -> Response:
+        data = [self._model_card(model_id) for model_id in self.state.model_ids()]
+        return _json(
+            {"object": "list", "data": data}, headers=_openai_headers(self.state.settings.dialect, request_id())
+        )
+
+    async def get_model(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        dialect = self.state.settings.dialect
+        rid = request_id()
+        if model_id in self.state.model_ids():
+            return _json(self._model_card(model_id), headers=_openai_headers(dialect, rid))
+        known = ", ".join(self.state.model_ids()) or "none"
+        error = error_reply(
+            404,
+            "chat",
+            dialect,
+            rid,
+            code="model_not_found",
+            param="model",
+            message=f"The model `{model_id}` does not exist or you do not have access to it. "
+            f"(mockllm serves the models its scenarios name: {known}; add --model to "
+            f"serve more.)",
+        )
+        return Response(error.body, 404, error.headers, "application/json")
+
+    # -- admin API ------------------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok", "version": __version__, "scenarios": len(self.state.scenarios.all())})
+
+    async def get_scenarios(self, request: Request) -> Response:
+        runtime = {id(s) for s in self.state.scenarios.runtime_scenarios}
+        payload = [
+            {
+                "id": s.name,
+                "source": s.location,
+                "runtime": id(s) in runtime,
+                **s.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"id"}),
+            }
+            for s in self.state.scenarios.all()
+        ]
+        return _json(payload)
+
+    async def post_scenarios(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _admin_error(400, "the body is not UTF-8 text; send a YAML or JSON scenario document")
+        try:
+            scenarios = parse_admin_document(text)
+        except ScenarioError as exc:
+            return _admin_error(400, str(exc))
+        taken = {s.name for s in self.state.scenarios.file_scenarios}
+        clash = [s.name for s in scenarios if s.name in taken]
+        if clash:
+            return _admin_error(
+                409, f"the id {', '.join(clash)} is already used by a scenario loaded from a file; choose another id"
+            )
+        self.state.scenarios.add(scenarios)
+        return _json({"added": [s.name for s in scenarios]}, 201)
+
+    async def delete_scenarios(self, request: Request) -> Response:
+        self.state.scenarios.clear_runtime()
+        return _json({"scenarios": len(self.state.scenarios.all())})
+
+    async def get_requests(self, request: Request) -> Response:
+        return _json([entry.to_json() for entry in self.state.journal.entries()])
+
+    async def delete_requests(self, request: Request) -> Response:
+        self.state.journal.clear()
+        return Response(status_code=204)
+
+    async def reset(self, request: Request) -> Response:
+        self.state.reset()
+        return _json({"reset": True})
+
+    async def not_found(self, request: Request) -> Response:
+        rid = request_id()
+        error = error_reply(
+            404,
+            "chat",
+            self.state.settings.dialect,
+            rid,
+            code="unknown_url",
+            message=f"Unknown request URL: {request.method} {request.url.path}. mockllm serves "
+            f"{', '.join(sorted(ROUTES))}, /v1/models and /_mockllm/. Check the base URL.",
+        )
+        return Response(error.body, 404, {**error.headers, "x-should-retry": "false"}, "application/json")
+
+    def build(self) -> Starlette:
+        routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
+        routes += [
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
+            Route("/_mockllm/health", self.health, methods=["GET"]),
+            Route("/_mockllm/scenarios", self.get_scenarios, methods=["GET"]),
+            Route("/_mockllm/scenarios", self.post_scenarios, methods=["POST"]),
+            Route("/_mockllm/scenarios", self.delete_scenarios, methods=["DELETE"]),
+            Route("/_mockllm/requests", self.get_requests, methods=["GET"]),
+            Route("/_mockllm/requests", self.delete_requests, methods=["DELETE"]),
+            Route("/_mockllm/reset", self.reset, methods=["POST"]),
+            Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ]
+        app = Starlette(routes=routes)
+        app.state.mock = self.state
+        return app
+
+
+def _admin_error(status: int, message: str) -> Response:
+    return _json({"error": {"message": message, "type": "invalid_request_error"}}, status)
+
+
+def parse_admin_document(text: str) -> list[Scenario]:
+    """Scenarios from an admin POST: a scenario document, or (leniently) one scenario or a list of them."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None  # load_text reports the syntax error with its line
+    if isinstance(data, list):
+        text = json.dumps({"version": 1, "scenarios": data})
+    elif isinstance(data, dict) and "version" not in data and ("reply" in data or "replies" in data):
+        text = json.dumps({"version": 1, "scenarios": [data]})
+    return load_text(text, "<admin>")
+
+
+def create_app(
+    paths: Sequence[str | Path] = (), settings: Settings | None = None, state: MockState | None = None
+) -> Starlette:
+    """The ASGI app serving the scenarios under `paths` (raises ScenarioError for bad files)."""
+    if state is None:
+        state = MockState(load_scenarios(paths) if paths else [], settings)
+    return MockApp(state).build()

@@ -1,0 +1,189 @@
+"""Error responses in each protocol's shape, and the mid-stream error event.
+
+Defaults per status follow reference/wire-formats.md §5 (OpenAI), §7.3 (Anthropic) and §8.2 (vLLM).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .protocols.base import Frame, compact
+from .scenarios import ErrorSpec
+from .sse import named_event
+
+# status: (type, code, message) in OpenAI's shape.
+_OPENAI: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("request_forbidden", "unsupported_country_region_territory", "Country, region, or territory not supported."),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+    408: ("timeout", None, "Request timed out."),
+    409: ("invalid_request_error", "conflict", "The request conflicts with another request."),
+    422: ("invalid_request_error", None, "The request could not be processed."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
+    500: (
+        "server_error",
+        None,
+        "The server had an error processing your request. Sorry about that! You can retry your request.",
+    ),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+    504: ("server_error", None, "Gateway timeout."),
+}
+
+# vLLM names its error types after Python exceptions and sends the status as an int code (§8.2).
+_VLLM: dict[int, str] = {
+    400: "BadRequestError",
+    401: "UnauthorizedError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    408: "TimeoutError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "TooManyRequestsError",
+    500: "InternalServerError",
+    501: "NotImplementedError",
+    503: "ServiceUnavailableError",
+}
+
+_ANTHROPIC: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    402: ("billing_error", "Your credit balance is too low."),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "The requested resource could not be found."),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "This request would exceed your organization's rate limit. Please try again later."),
+    500: ("api_error", "Internal server error"),
+    504: ("timeout_error", "Request timed out"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """An HTTP error ready to send."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    type: str
+    message: str
+
+    def summary(self) -> dict[str, Any]:
+        """What the journal records about it."""
+        return {"status": self.status, "type": self.type, "message": self.message}
+
+
+def family_of(api: str) -> str:
+    """The error family of an API: `anthropic` for Messages, `openai` for the rest."""
+    return "anthropic" if api == "messages" else "openai"
+
+
+def error_reply(
+    status: int,
+    api: str,
+    dialect: str,
+    request_id: str,
+    *,
+    type: str | None = None,
+    code: str | int | None = None,
+    message: str | None = None,
+    param: str | None = None,
+    should_retry: bool | None = None,
+    headers: dict[str, str] | None = None,
+    raw_body: Any = None,
+) -> ErrorReply:
+    """An error in the shape of the request's protocol, with the status's usual type and message."""
+    out: dict[str, str] = {}
+    if family_of(api) == "anthropic":
+        default_type, default_message = _ANTHROPIC.get(
+            status, ("api_error" if status >= 500 else "invalid_request_error", "Error")
+        )
+        kind = type or default_type
+        text = message or default_message
+        payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": text}, "request_id": request_id}
+        out["request-id"] = request_id
+    elif dialect == "vllm":
+        kind = type or _VLLM.get(status, "InternalServerError" if status >= 500 else "BadRequestError")
+        text = message or _OPENAI.get(status, ("", None, "Error"))[2]
+        payload = {
+            "error": {"message": text, "type": kind, "param": param, "code": code if code is not None else status}
+        }
+    else:
+        default_type, default_code, default_message = _OPENAI.get(
+            status, ("server_error" if status >= 500 else "invalid_request_error", None, "Error")
+        )
+        kind = type or default_type
+        text = message or default_message
+        payload = {
+            "error": {
+                "message": text,
+                "type": kind,
+                "param": param,
+                "code": code if code is not None or type else default_code,
+            }
+        }
+        out["x-request-id"] = request_id
+    if should_retry is not None:
+        out["x-should-retry"] = "true" if should_retry else "false"
+    out.update(headers or {})
+    if raw_body is None:
+        body = compact(payload)
+    elif isinstance(raw_body, str):
+        body = raw_body.encode()
+    else:
+        body = json.dumps(raw_body, ensure_ascii=False).encode()
+    return ErrorReply(status, out, body, kind, text)
+
+
+def scenario_error(spec: ErrorSpec, api: str, dialect: str, request_id: str) -> ErrorReply:
+    """The error a scenario's `error:` block describes."""
+    headers = dict(spec.headers or {})
+    if spec.retry_after is not None:
+        # `--time-scale` scales the server's own waiting, never the retry-after values it sends (DESIGN.md).
+        seconds = spec.retry_after
+        headers.setdefault("retry-after", _format_seconds(seconds))
+        headers.setdefault("retry-after-ms", _format_seconds(seconds * 1000))
+    return error_reply(
+        spec.status,
+        api,
+        dialect,
+        request_id,
+        type=spec.type,
+        code=spec.code,
+        message=spec.message,
+        param=spec.param,
+        should_retry=spec.should_retry,
+        headers=headers,
+        raw_body=spec.body,
+    )
+
+
+def _format_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def error_event_frames(api: str, dialect: str, type: str | None, message: str | None) -> list[Frame]:
+    """The protocol's mid-stream error event (and terminator), sent on an open 200 stream."""
+    text = message or "The server had an error while processing your request. Sorry about that!"
+    if family_of(api) == "anthropic":
+        payload: dict[str, Any] = {
+            "type": "error",
+            "error": {"details": None, "type": type or "overloaded_error", "message": message or "Overloaded"},
+        }
+        return [Frame(named_event("error", payload), "tail")]
+    if api == "responses":
+        payload = {
+            "type": "error",
+            "sequence_number": 0,
+            "error": {"type": type or "server_error", "code": type or "server_error", "message": text, "param": None},
+        }
+        return [Frame(named_event("error", payload), "tail")]
+    if dialect == "vllm":
+        error: dict[str, Any] = {"message": text, "type": type or "InternalServerError", "param": None, "code": 500}
+    else:
+        error = {"message": text, "type": type or "server_error", "param": None, "code": None}
+    return [Frame(b"data: " + compact({"error": error}) + b"\n\n", "tail"), Frame(b"data: [DONE]\n\n", "tail")]

@@ -1,0 +1,310 @@
+"""Conditions, first-match selection, sequences, and explanations of a miss."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .protocols.base import ParsedRequest
+from .scenarios import Reply, Scenario, StringCondition, When
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The outcome of one condition of a scenario against one request."""
+
+    condition: str
+    passed: bool
+    detail: str
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + '…"'
+
+
+def _string(name: str, condition: StringCondition, value: str | None) -> Check:
+    if value is None:
+        return Check(name, False, f"expected {condition.describe()}, but the request has no {name}")
+    if condition.test(value):
+        return Check(name, True, "")
+    return Check(name, False, f"expected {condition.describe()}, got {_show(value)}")
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(k in actual and _subset(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(_subset(e, a) for e, a in zip(expected, actual, strict=True))
+        )
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected is actual
+    return bool(expected == actual)
+
+
+def _body_check(expected: dict[str, Any], body: dict[str, Any]) -> Check:
+    for key, value in expected.items():
+        if key not in body:
+            return Check("body", False, f"expected `{key}` in the body, but the request has none")
+        if not _subset(value, body[key]):
+            return Check("body", False, f"expected `{key}` = {_show(value)}, got {_show(body[key])}")
+    return Check("body", True, "")
+
+
+def _messages_check(condition: int | list[Any], messages: list[tuple[str, str]]) -> Check:
+    if isinstance(condition, int):
+        if len(messages) == condition:
+            return Check("messages", True, "")
+        return Check("messages", False, f"expected {condition} messages, got {len(messages)}")
+    if len(condition) != len(messages):
+        return Check("messages", False, f"expected {len(condition)} messages, got {len(messages)}")
+    for index, (wanted, (role, text)) in enumerate(zip(condition, messages, strict=True)):
+        for name, value in (("role", role), ("content", text)):
+            cond = getattr(wanted, name)
+            if cond is not None and not cond.test(value):
+                return Check(
+                    "messages", False, f"messages[{index}].{name}: expected {cond.describe()}, got {_show(value)}"
+                )
+    return Check("messages", True, "")
+
+
+def evaluate(when: When, request: ParsedRequest) -> list[Check]:
+    """Every condition of `when` against the request, in a stable order."""
+    checks: list[Check] = []
+    if when.api is not None:
+        ok = when.api == request.api
+        checks.append(Check("api", ok, "" if ok else f"expected {when.api}, got {request.api}"))
+    if when.model is not None:
+        checks.append(_string("model", when.model, request.model))
+    if when.stream is not None:
+        ok = when.stream == request.stream
+        checks.append(
+            Check("stream", ok, "" if ok else f"expected {str(when.stream).lower()}, got {str(request.stream).lower()}")
+        )
+    if when.prompt is not None:
+        if not request.prompts:
+            checks.append(Check("prompt", False, f"expected {when.prompt.describe()}, but the request has no prompt"))
+        else:
+            failed = next((p for p in request.prompts if not when.prompt.test(p)), None)
+            checks.append(_string("prompt", when.prompt, failed) if failed is not None else Check("prompt", True, ""))
+    if when.system is not None:
+        checks.append(_string("system", when.system, request.system))
+    if when.messages is not None:
+        checks.append(_messages_check(when.messages, request.messages))
+    if when.tools is not None:
+        missing = [name for name in when.tools if name not in request.tools]
+        detail = f"the request does not offer {', '.join(missing)} (offers: {', '.join(request.tools) or 'none'})"
+        checks.append(Check("tools", not missing, detail if missing else ""))
+    if when.after_tool is not None:
+        ok = when.after_tool in request.tool_results
+        got = ", ".join(request.tool_results) or "no tool results after the last assistant message"
+        checks.append(Check("after_tool", ok, "" if ok else f"expected a result of {when.after_tool}, got {got}"))
+    if when.headers is not None:
+        for name, condition in when.headers.items():
+            checks.append(_string(f"headers.{name.lower()}", condition, request.headers.get(name.lower())))
+    if when.body is not None:
+        checks.append(_body_check(when.body, request.body))
+    if when.turn is not None:
+        ok = when.turn == request.turn
+        checks.append(Check("turn", ok, "" if ok else f"expected turn {when.turn}, got {request.turn}"))
+    return checks
+
+
+def matches(when: When, request: ParsedRequest) -> bool:
+    """Do all conditions hold?"""
+    return all(check.passed for check in evaluate(when, request))
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The scenario chosen for a request and the reply of its sequence to send."""
+
+    scenario: Scenario
+    reply: Reply
+    position: int
+
+
+class UnknownScenario(LookupError):
+    """`x-mockllm-scenario` named an id that is not loaded."""
+
+
+class Scenarios:
+    """The loaded scenarios in match order, with sequence positions; safe to use from several threads."""
+
+    def __init__(self, files: Iterable[Scenario] = ()) -> None:
+        self._lock = threading.Lock()
+        self._files: list[Scenario] = list(files)
+        self._runtime: list[Scenario] = []
+        self._positions: dict[str, int] = {}
+        self._ordered: list[Scenario] = list(self._files)
+
+    def _reorder(self) -> None:
+        self._ordered = [*reversed(self._runtime), *self._files]
+
+    def all(self) -> list[Scenario]:
+        """Every scenario in match order: runtime ones (newest first), then the files' in load order."""
+        return list(self._ordered)
+
+    @property
+    def file_scenarios(self) -> list[Scenario]:
+        return list(self._files)
+
+    @property
+    def runtime_scenarios(self) -> list[Scenario]:
+        return list(self._runtime)
+
+    def replace_files(self, scenarios: Iterable[Scenario]) -> None:
+        """Swap the file-loaded scenarios (reload); positions of ids that remain are kept."""
+        with self._lock:
+            self._files = list(scenarios)
+            self._reorder()
+
+    def add(self, scenarios: Iterable[Scenario]) -> None:
+        """Add runtime scenarios; they match before everything loaded earlier."""
+        with self._lock:
+            for scenario in scenarios:
+                self._runtime = [s for s in self._runtime if s.id != scenario.id]
+                self._runtime.append(scenario)
+                self._positions.pop(scenario.name, None)
+            self._reorder()
+
+    def clear_runtime(self) -> None:
+        """Back to the scenarios loaded from files."""
+        with self._lock:
+            for scenario in self._runtime:
+                self._positions.pop(scenario.name, None)
+            self._runtime = []
+            self._reorder()
+
+    def reset_positions(self) -> None:
+        """Every sequence starts again at its first reply."""
+        with self._lock:
+            self._positions.clear()
+
+    def ids(self) -> set[str]:
+        return {scenario.name for scenario in self._ordered}
+
+    def get(self, scenario_id: str) -> Scenario | None:
+        return next((s for s in self._ordered if s.name == scenario_id), None)
+
+    def _take(self, scenario: Scenario) -> Selection | None:
+        """Advance the scenario's sequence; None when a fall-through sequence is used up."""
+        sequence = scenario.sequence
+        position = self._positions.get(scenario.name, 0)
+        if position >= len(sequence) and scenario.then_mode == "fall-through":
+            return None
+        self._positions[scenario.name] = position + 1
+        cycle = scenario.then_mode == "cycle"
+        index = position % len(sequence) if cycle else min(position, len(sequence) - 1)
+        return Selection(scenario, sequence[index], position)
+
+    def select(
+        self, request: ParsedRequest, forced: str | None = None, accept: Callable[[Scenario], bool] | None = None
+    ) -> Selection | None:
+        """The first scenario whose conditions hold (or the forced one), with its next reply."""
+        with self._lock:
+            if forced is not None:
+                scenario = next((s for s in self._ordered if s.name == forced), None)
+                if scenario is None:
+                    raise UnknownScenario(forced)
+                return self._take(scenario) or Selection(scenario, scenario.sequence[-1], len(scenario.sequence))
+            for scenario in self._ordered:
+                if accept is not None and not accept(scenario):
+                    continue
+                if matches(scenario.when, request):
+                    selection = self._take(scenario)
+                    if selection is not None:
+                        return selection
+            return None
+
+    def explain_miss(self, request: ParsedRequest, limit: int = 3) -> str:
+        """Why nothing matched: the closest scenarios and, for each, the conditions that failed."""
+        with self._lock:
+            scenarios = list(self._ordered)
+            positions = dict(self._positions)
+        summary = describe_request(request)
+        if not scenarios:
+            return (
+                f"No scenario matched this {request.api} request ({summary}): no scenarios are loaded. "
+                f"Load a scenario file (`mockllm serve scenarios/`) or add one through POST /_mockllm/scenarios."
+            )
+        ranked: list[tuple[float, int, int, Scenario, list[Check]]] = []
+        for order, scenario in enumerate(scenarios):
+            checks = evaluate(scenario.when, request)
+            passed = sum(check.passed for check in checks)
+            score = passed / len(checks) if checks else 1.0
+            ranked.append((-score, -passed, order, scenario, checks))
+        ranked.sort(key=lambda item: item[:3])
+        lines = [f"No scenario matched this {request.api} request ({summary}). Closest scenarios:"]
+        for _, _, _, scenario, checks in ranked[:limit]:
+            failed = [f"{check.condition}: {check.detail}" for check in checks if not check.passed]
+            if not failed and positions.get(scenario.name, 0) >= len(scenario.sequence):
+                failed = [f"its {len(scenario.sequence)} replies are used up (then: fall-through)"]
+            ok = [check.condition for check in checks if check.passed]
+            tail = f" (matched: {', '.join(ok)})" if ok else ""
+            lines.append(f"- `{scenario.name}` ({scenario.location}): {'; '.join(failed)}{tail}")
+        lines.append("Add a scenario for this request or fix the conditions above (`mockllm check` validates files).")
+        return "\n".join(lines)
+
+
+def describe_request(request: ParsedRequest) -> str:
+    """A short description of a request for messages: model, prompt, stream."""
+    parts = [f"model {_show(request.model)}" if request.model is not None else "no model"]
+    if request.prompt is not None:
+        parts.append(f"prompt {_show(request.prompt, 60)}")
+    if request.stream:
+        parts.append("stream")
+    if request.tool_results:
+        parts.append(f"after tool {', '.join(request.tool_results)}")
+    return ", ".join(parts)
+
+
+def shadowing_warnings(scenarios: list[Scenario]) -> list[tuple[Scenario, Scenario]]:
+    """Pairs (earlier, later) where `earlier` matches every request `later` would, so `later` never answers."""
+    pairs = []
+    for j, later in enumerate(scenarios):
+        for earlier in scenarios[:j]:
+            if earlier.then_mode == "fall-through" and earlier.replies is not None:
+                continue
+            if _covers(earlier.when, later.when):
+                pairs.append((earlier, later))
+                break
+    return pairs
+
+
+def _covers_string(a: StringCondition, b: StringCondition | None) -> bool:
+    if b is None:
+        return False
+    if a == b:
+        return True
+    return b.exact is not None and a.test(b.exact)
+
+
+def _covers(a: When, b: When) -> bool:
+    """Does every request that satisfies `b` also satisfy `a`? (A conservative approximation.)"""
+    for name in When.model_fields:
+        mine = getattr(a, name)
+        if mine is None:
+            continue
+        theirs = getattr(b, name)
+        if isinstance(mine, StringCondition):
+            if not _covers_string(mine, theirs):
+                return False
+        elif name == "tools":
+            if theirs is None or not set(mine) <= set(theirs):
+                return False
+        elif name == "headers":
+            if theirs is None or any(not _covers_string(c, theirs.get(k)) for k, c in mine.items()):
+                return False
+        elif name == "body":
+            if theirs is None or not _subset(mine, theirs):
+                return False
+        elif mine != theirs:
+            return False
+    return True

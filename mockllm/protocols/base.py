@@ -1,0 +1,317 @@
+"""What every protocol shares: the neutral request, the reply plan, frames, and request errors.
+
+A protocol module parses its API's request body into a `ParsedRequest` (what matching looks at), and renders
+a `Plan` (the reply cut by `n`, `max_tokens` and `stop`) into a non-streamed body or a list of `Frame`s.
+Pacing and faults work on frames without knowing the protocol: they only need to know which frames carry
+content.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..scenarios import ChoiceSpec, Reply
+from ..tokens import count_tokens, tokenize
+
+FrameKind = Literal["head", "content", "tail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One SSE event, already encoded; `kind` tells pacing and faults what it is."""
+
+    data: bytes
+    kind: FrameKind = "content"
+
+
+class RequestError(Exception):
+    """A request the real API would refuse with a 4xx; rendered in the protocol's error shape."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+        self.code = code
+        self.type = type
+
+
+@dataclass
+class ParsedRequest:
+    """A request reduced to what scenarios match on and what changes the answer."""
+
+    api: str
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    model: str | None = None
+    stream: bool = False
+    prompts: list[str] = field(default_factory=list)
+    system: str | None = None
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    tool_results: list[str] = field(default_factory=list)
+    turn: int = 0
+    n: int = 1
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    include_usage: bool = False
+    prompt_tokens: int = 0
+
+    @property
+    def prompt(self) -> str | None:
+        """The last user message's text (the first prompt, for a list of prompts)."""
+        return self.prompts[0] if self.prompts else None
+
+
+@dataclass
+class ToolCallPlan:
+    """A tool call as it will be sent."""
+
+    id: str
+    name: str
+    arguments: str
+    pieces: list[str]
+
+
+@dataclass
+class ChoicePlan:
+    """One choice's content, already cut by `max_tokens` and `stop`."""
+
+    index: int
+    reasoning: list[str]
+    text: list[str]
+    refusal: list[str]
+    tool_calls: list[ToolCallPlan]
+    finish_reason: str
+    stop_reason: str | None = None
+
+    @property
+    def content(self) -> str:
+        return "".join(self.text)
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self.reasoning)
+
+    @property
+    def refusal_text(self) -> str:
+        return "".join(self.refusal)
+
+    def completion_tokens(self) -> int:
+        pieces = [*self.reasoning, *self.text, *self.refusal]
+        return sum(count_tokens(piece) for piece in pieces) + sum(count_tokens(c.arguments) for c in self.tool_calls)
+
+    def reasoning_tokens(self) -> int:
+        return sum(count_tokens(piece) for piece in self.reasoning)
+
+
+@dataclass
+class Plan:
+    """The whole reply as the protocol will render it."""
+
+    model: str
+    choices: list[ChoicePlan]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_id(prefix: str, length: int = 24) -> str:
+    """A fresh id in the style the real APIs use (`chatcmpl-…`, `call_…`)."""
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def request_id() -> str:
+    """A fresh request id, `req_` and 32 hex digits, as OpenAI and Anthropic send them."""
+    return "req_" + secrets.token_hex(16)
+
+
+def compact(value: Any) -> bytes:
+    """JSON as the APIs stream it: compact separators, UTF-8 kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _take(pieces: list[str], budget: int) -> tuple[list[str], int, bool]:
+    """Keep pieces while their tokens fit in `budget`; return kept pieces, budget left, whether cut."""
+    kept: list[str] = []
+    for piece in pieces:
+        cost = count_tokens(piece) or 1
+        if cost > budget:
+            return kept, 0, True
+        kept.append(piece)
+        budget -= cost
+    return kept, budget, False
+
+
+def _cut_at_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], str | None]:
+    text = "".join(pieces)
+    hits = [(text.find(stop), stop) for stop in stops if stop and stop in text]
+    if not hits:
+        return pieces, None
+    cut, stop = min(hits)
+    kept: list[str] = []
+    used = 0
+    for piece in pieces:
+        if used + len(piece) <= cut:
+            kept.append(piece)
+            used += len(piece)
+            continue
+        if cut > used:
+            kept.append(piece[: cut - used])
+        break
+    return kept, stop
+
+
+def plan_choice(spec: ChoiceSpec, index: int, request: ParsedRequest, call_ids: list[str]) -> ChoicePlan:
+    """Cut one choice by `stop` and `max_tokens` the way a real server does."""
+    reasoning = tokenize(spec.reasoning) if spec.reasoning else []
+    text = spec.content_pieces()
+    refusal = tokenize(spec.refusal) if spec.refusal else []
+    calls = [
+        ToolCallPlan(call.id or call_ids[i], call.name, call.arguments, call.argument_chunks())
+        for i, call in enumerate(spec.tool_calls or ())
+    ]
+    finish = spec.finish_reason or ("tool_calls" if calls else "stop")
+    stop_reason: str | None = None
+    if request.stop and text:
+        text, stop_reason = _cut_at_stop(text, request.stop)
+        if stop_reason is not None:
+            finish, calls = "stop", []
+    if request.max_tokens is not None:
+        budget = request.max_tokens
+        cut_any = False
+        for name in ("reasoning", "text", "refusal"):
+            pieces = {"reasoning": reasoning, "text": text, "refusal": refusal}[name]
+            kept, budget, cut = _take(pieces, budget)
+            cut_any = cut_any or cut
+            if name == "reasoning":
+                reasoning = kept
+            elif name == "text":
+                text = kept
+            else:
+                refusal = kept
+        for call in calls:
+            kept, budget, cut = _take(call.pieces, budget)
+            if cut:
+                call.pieces, call.arguments = kept, "".join(kept)
+                cut_any = True
+        if cut_any:
+            finish, stop_reason = "length", None
+    return ChoicePlan(index, reasoning, text, refusal, calls, finish, stop_reason)
+
+
+def plan_reply(reply: Reply, request: ParsedRequest, count: int | None = None) -> Plan:
+    """The reply for this request: `n` choices (cycling `choices`), each cut, with usage figures."""
+    specs = reply.all_choices()
+    n = count if count is not None else max(1, request.n)
+    call_ids = [random_id("call_") for _ in range(max((len(s.tool_calls or ()) for s in specs), default=0))]
+    choices = [plan_choice(specs[i % len(specs)], i, request, call_ids) for i in range(n)]
+    usage = reply.usage
+    completion = sum(choice.completion_tokens() for choice in choices)
+    reasoning = sum(choice.reasoning_tokens() for choice in choices)
+    return Plan(
+        model=reply.model or request.model or "mockllm",
+        choices=choices,
+        prompt_tokens=usage.prompt_tokens if usage and usage.prompt_tokens is not None else request.prompt_tokens,
+        completion_tokens=usage.completion_tokens if usage and usage.completion_tokens is not None else completion,
+        cached_tokens=usage.cached_tokens if usage and usage.cached_tokens is not None else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage and usage.reasoning_tokens is not None else reasoning,
+    )
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, str):
+                texts.append(part)
+        return "".join(texts)
+    return ""
+
+
+def type_name(value: Any) -> str:
+    """A JSON type name for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    """The body must be a JSON object."""
+    if not isinstance(body, dict):
+        raise RequestError(f"The request body must be a JSON object, not {type_name(body)}.")
+    return body
+
+
+def optional_int(body: Mapping[str, Any], key: str, minimum: int = 0) -> int | None:
+    """An optional integer parameter, validated as the real API does."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(
+            f"Invalid type for '{key}': expected an integer, but got {type_name(value)} instead.", param=key
+        )
+    if value < minimum:
+        raise RequestError(
+            f"Invalid '{key}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead.",
+            param=key,
+            code="integer_below_min_value",
+        )
+    return value
+
+
+def stop_list(body: Mapping[str, Any]) -> list[str]:
+    """`stop` as a list of strings (a string, a list, or null)."""
+    value = body.get("stop")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise RequestError("Invalid type for 'stop': expected a string or an array of strings.", param="stop")
+
+
+def include_usage(body: Mapping[str, Any]) -> bool:
+    """Whether `stream_options.include_usage` is set."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, Mapping):
+        raise RequestError("Invalid type for 'stream_options': expected an object.", param="stream_options")
+    return bool(options.get("include_usage"))

@@ -1,0 +1,349 @@
+"""OpenAI Chat Completions (`POST /v1/chat/completions`), in the `openai` and `vllm` dialects.
+
+Wire facts follow reference/wire-formats.md §2 (chunk anatomy) and §8 (vLLM differences).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..tokens import count_message_tokens
+from .base import (
+    ChoicePlan,
+    Frame,
+    ParsedRequest,
+    Plan,
+    RequestError,
+    compact,
+    content_text,
+    include_usage,
+    optional_int,
+    random_id,
+    require_object,
+    stop_list,
+    type_name,
+)
+
+API = "chat"
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+DONE = Frame(b"data: [DONE]\n\n", "tail")
+FINGERPRINT = "fp_mockllm01"
+
+
+def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
+    """Validate a chat request the way OpenAI does, and reduce it to what matching needs."""
+    body = require_object(raw)
+    model = body.get("model")
+    if model is None:
+        raise RequestError("you must provide a model parameter", param="model")
+    if not isinstance(model, str):
+        raise RequestError(
+            f"Invalid type for 'model': expected a string, but got {type_name(model)} instead.",
+            param="model",
+            code="invalid_type",
+        )
+    messages = body.get("messages")
+    if messages is None:
+        raise RequestError(
+            "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
+        )
+    if not isinstance(messages, list):
+        raise RequestError(
+            f"Invalid type for 'messages': expected an array of objects, but got {type_name(messages)} instead.",
+            param="messages",
+            code="invalid_type",
+        )
+    if not messages:
+        raise RequestError(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
+    for index, message in enumerate(messages):
+        _check_message(index, message)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError(
+            f"Invalid type for 'stream': expected a boolean, but got {type_name(stream)} instead.",
+            param="stream",
+            code="invalid_type",
+        )
+    if body.get("stream_options") is not None and not stream:
+        raise RequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
+    n = optional_int(body, "n", minimum=1)
+    if n is not None and n > 128:
+        raise RequestError(
+            f"Invalid 'n': integer above maximum value. Expected a value <= 128, but got {n} instead.",
+            param="n",
+            code="integer_above_max_value",
+        )
+    max_tokens = optional_int(body, "max_completion_tokens", minimum=1)
+    if max_tokens is None:
+        max_tokens = optional_int(body, "max_tokens", minimum=1)
+    tools = _tool_names(body.get("tools"))
+    texts = [(str(m["role"]), content_text(m.get("content"))) for m in messages]
+    user = [text for role, text in texts if role == "user"]
+    system = [text for role, text in texts if role in ("system", "developer")]
+    return ParsedRequest(
+        api=API,
+        body=body,
+        headers=headers,
+        model=model,
+        stream=bool(stream),
+        prompts=user[-1:],
+        system="\n".join(system) if system else None,
+        messages=texts,
+        tools=tools,
+        tool_results=_tool_results(messages),
+        turn=sum(1 for role, _ in texts if role == "assistant"),
+        n=n or 1,
+        max_tokens=max_tokens,
+        stop=stop_list(body),
+        include_usage=include_usage(body),
+        prompt_tokens=count_message_tokens(messages),
+    )
+
+
+def _check_message(index: int, message: Any) -> None:
+    where = f"messages[{index}]"
+    if not isinstance(message, Mapping):
+        raise RequestError(
+            f"Invalid type for '{where}': expected an object, but got {type_name(message)} instead.",
+            param=where,
+            code="invalid_type",
+        )
+    role = message.get("role")
+    if role is None:
+        raise RequestError(
+            f"Missing required parameter: '{where}.role'.", param=f"{where}.role", code="missing_required_parameter"
+        )
+    if role not in ROLES:
+        raise RequestError(
+            f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and "
+            f"'developer'.",
+            param=f"{where}.role",
+            code="invalid_value",
+        )
+    content = message.get("content")
+    if content is not None and not isinstance(content, str | list):
+        raise RequestError(
+            f"Invalid type for '{where}.content': expected one of a string or array of objects, but got "
+            f"{type_name(content)} instead.",
+            param=f"{where}.content",
+            code="invalid_type",
+        )
+    if content is None and role in ("user", "system", "developer"):
+        raise RequestError(
+            f"Missing required parameter: '{where}.content'.",
+            param=f"{where}.content",
+            code="missing_required_parameter",
+        )
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise RequestError(
+            f"Missing required parameter: '{where}.tool_call_id'.",
+            param=f"{where}.tool_call_id",
+            code="missing_required_parameter",
+        )
+
+
+def _tool_names(tools: Any) -> list[str]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise RequestError(
+            f"Invalid type for 'tools': expected an array, but got {type_name(tools)} instead.",
+            param="tools",
+            code="invalid_type",
+        )
+    names = []
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str):
+            raise RequestError(
+                f"Missing required parameter: 'tools[{index}].function.name'.",
+                param=f"tools[{index}].function.name",
+                code="missing_required_parameter",
+            )
+        names.append(name)
+    return names
+
+
+def _tool_results(messages: list[Any]) -> list[str]:
+    """Names of the tools whose results follow the last assistant message."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    if last < 0:
+        return []
+    ids = {}
+    for call in messages[last].get("tool_calls") or ():
+        if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
+            ids[call.get("id")] = call["function"].get("name")
+    names = []
+    for message in messages[last + 1 :]:
+        if message.get("role") == "tool":
+            name = ids.get(message.get("tool_call_id"), message.get("name"))
+            if isinstance(name, str):
+                names.append(name)
+        elif message.get("role") == "function" and isinstance(message.get("name"), str):
+            names.append(message["name"])
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _usage(plan: Plan, vllm: bool) -> dict[str, Any]:
+    if vllm:
+        return {
+            "prompt_tokens": plan.prompt_tokens,
+            "total_tokens": plan.total_tokens,
+            "completion_tokens": plan.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
+        }
+    return {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": plan.completion_tokens,
+        "total_tokens": plan.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": plan.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": plan.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _header(cid: str, created: int, plan: Plan, vllm: bool) -> dict[str, Any]:
+    head: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": plan.model}
+    if not vllm:
+        head["service_tier"] = "default"
+        head["system_fingerprint"] = FINGERPRINT
+    return head
+
+
+def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any], str]]:
+    """The deltas of one choice in order, each with its frame kind; the finish delta is added by the caller."""
+    deltas: list[tuple[dict[str, Any], str]] = []
+    calls = choice.tool_calls
+    headers = [
+        {"index": j, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        for j, call in enumerate(calls)
+    ]
+    has_text = bool(choice.text) or (bool(choice.reasoning) and vllm)
+    if vllm:
+        deltas.append(({"role": "assistant", "content": ""}, "head"))
+    elif choice.refusal:
+        deltas.append(({"role": "assistant", "content": None, "refusal": ""}, "head"))
+    elif calls and not has_text and len(calls) == 1:
+        # One call: the header rides in the role chunk (captures chat-stream-tool-call*.sse).
+        deltas.append(({"role": "assistant", "content": None, "tool_calls": headers[:1], "refusal": None}, "head"))
+    elif calls and not has_text:
+        # Parallel calls: a role-only chunk, then each header (capture chat-stream-tool-call-parallel.sse).
+        deltas.append(({"role": "assistant", "content": None}, "head"))
+    else:
+        deltas.append(({"role": "assistant", "content": "", "refusal": None}, "head"))
+    if vllm:
+        deltas.extend(({"reasoning_content": piece}, "content") for piece in choice.reasoning)
+    deltas.extend(({"content": piece}, "content") for piece in choice.text)
+    deltas.extend(({"refusal": piece}, "content") for piece in choice.refusal)
+    for j, call in enumerate(calls):
+        if j > 0 or has_text or len(calls) > 1 or vllm or choice.refusal:
+            deltas.append(({"tool_calls": [headers[j]]}, "head"))
+        deltas.extend(
+            ({"tool_calls": [{"index": j, "function": {"arguments": piece}}]}, "content") for piece in call.pieces
+        )
+    return deltas
+
+
+def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Frame]:
+    """The SSE frames of a streamed reply, ending with `data: [DONE]`."""
+    vllm = dialect == "vllm"
+    cid = random_id("chatcmpl-", 29)
+    created = int(time.time())
+    # Every chunk shares its envelope; encode it once and splice each choice into it.
+    envelope = compact(_header(cid, created, plan, vllm))
+    prefix = b"data: " + envelope[:-1] + b',"choices":['
+    suffix = b"]" + (b',"usage":null' if request.include_usage and not vllm else b"") + b"}\n\n"
+
+    def frame(choice: dict[str, Any], kind: str) -> Frame:
+        return Frame(prefix + compact(choice) + suffix, kind)  # type: ignore[arg-type]
+
+    per_choice = [_choice_deltas(choice, vllm) for choice in plan.choices]
+    frames: list[Frame] = []
+    # n > 1: choices interleave, one chunk each, index 0 first (capture chat-stream-json-schema-n3.sse).
+    rounds = max(len(deltas) for deltas in per_choice)
+    for position in range(rounds):
+        for choice, deltas in zip(plan.choices, per_choice, strict=True):
+            if position < len(deltas):
+                delta, kind = deltas[position]
+                body = {"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}
+                frames.append(frame(body, kind))
+    for choice in plan.choices:
+        finish: dict[str, Any] = {
+            "index": choice.index,
+            "delta": {},
+            "logprobs": None,
+            "finish_reason": choice.finish_reason,
+        }
+        if vllm:
+            finish["stop_reason"] = choice.stop_reason
+        frames.append(frame(finish, "tail"))
+    if request.include_usage:
+        usage = _header(cid, created, plan, vllm)
+        usage["choices"] = []
+        usage["usage"] = _usage(plan, vllm)
+        frames.append(Frame(b"data: " + compact(usage) + b"\n\n", "tail"))
+    frames.append(DONE)
+    return frames
+
+
+def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
+    """The JSON body of a non-streamed reply."""
+    vllm = dialect == "vllm"
+    choices = []
+    for choice in plan.choices:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": choice.content if (choice.text or not (choice.tool_calls or choice.refusal)) else None,
+            "refusal": choice.refusal_text or None,
+            "annotations": [],
+        }
+        if choice.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in choice.tool_calls
+            ]
+        entry: dict[str, Any] = {
+            "index": choice.index,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": choice.finish_reason,
+        }
+        if vllm:
+            message.pop("annotations")
+            message["reasoning_content"] = choice.reasoning_text or None
+            message.setdefault("tool_calls", [])
+            entry["stop_reason"] = choice.stop_reason
+        choices.append(entry)
+    body: dict[str, Any] = {
+        "id": random_id("chatcmpl-", 29),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": plan.model,
+        "choices": choices,
+        "usage": _usage(plan, vllm),
+    }
+    if vllm:
+        body["prompt_logprobs"] = None
+        return compact(body)
+    body["service_tier"] = "default"
+    body["system_fingerprint"] = FINGERPRINT
+    # OpenAI pretty-prints non-streamed bodies with 2-space indentation (wire-formats.md §2.1).
+    return json.dumps(body, ensure_ascii=False, indent=2).encode()

@@ -1,0 +1,729 @@
+"""The scenario format: pydantic models of a scenario file, and loading them with file:line errors.
+
+A scenario file is YAML (`version: 1`, `scenarios: [...]`). Loading composes the YAML node tree first so
+that every value keeps the line it came from; pydantic errors are then reported against those lines with
+the key path and, for a misspelt key, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic import BeforeValidator as _Before
+
+from .timing import parse_duration
+from .tokens import count_tokens, tokenize
+
+API_NAMES = ("chat", "completions", "responses", "messages", "embeddings")
+FAULT_KINDS = ("error_event", "end", "disconnect", "malformed", "stall")
+THEN_MODES = ("repeat-last", "cycle", "fall-through")
+DIALECTS = ("openai", "vllm")
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+_runtime_ids = itertools.count(1)
+
+Duration = Annotated[
+    float,
+    _Before(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m)?\s*$"},
+            ],
+            "description": "250ms, 1.5s, 2m, or a number of seconds",
+        }
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+_STRING_OPS = ("exact", "contains", "regex", "glob")
+
+
+class StringCondition(_Model):
+    """A string condition: a plain string (exact), or exactly one of `contains`, `regex`, `glob`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object", "minProperties": 1, "maxProperties": 1}]},
+    )
+
+    exact: str | None = None
+    contains: str | None = None
+    regex: str | None = None
+    glob: str | None = None
+    _pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"exact": value}
+        if isinstance(value, Mapping):
+            ops = [key for key in value if key in _STRING_OPS]
+            if len(value) != 1 or len(ops) != 1:
+                raise ValueError(
+                    f"a string condition is a plain string or a mapping with exactly one of "
+                    f"{', '.join(_STRING_OPS[1:])}; got keys {', '.join(map(str, value)) or '(none)'}"
+                )
+            return value
+        raise ValueError(
+            f"expected a string or {{contains|regex|glob: ...}}, got {type(value).__name__} {value!r}; "
+            f"quote it if you meant the string"
+        )
+
+    @model_validator(mode="after")
+    def _compile(self) -> StringCondition:
+        if self.regex is not None:
+            try:
+                self._pattern = re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r} does not compile: {exc}") from None
+        return self
+
+    def test(self, value: str) -> bool:
+        """Does `value` satisfy the condition?"""
+        if self.exact is not None:
+            return value == self.exact
+        if self.contains is not None:
+            return self.contains in value
+        if self._pattern is not None:
+            return self._pattern.search(value) is not None
+        assert self.glob is not None  # guaranteed by _from_plain
+        return fnmatch.fnmatchcase(value, self.glob)
+
+    def describe(self) -> str:
+        """The condition as a user wrote it, for explanations."""
+        if self.exact is not None:
+            return json.dumps(self.exact)
+        op = next(op for op in _STRING_OPS[1:] if getattr(self, op) is not None)
+        return f"{op} {json.dumps(getattr(self, op))}"
+
+
+class MessageCondition(_Model):
+    """One message of a `messages:` list condition."""
+
+    role: StringCondition | None = None
+    content: StringCondition | None = None
+
+
+class When(_Model):
+    """The conditions of a scenario; every one given must hold."""
+
+    api: Literal["chat", "completions", "responses", "messages", "embeddings"] | None = None
+    model: StringCondition | None = None
+    stream: bool | None = None
+    prompt: StringCondition | None = None
+    system: StringCondition | None = None
+    messages: Annotated[
+        int | list[MessageCondition] | None,
+        Field(description="a message count, or a list of {role, content} conditions matched one to one"),
+    ] = None
+    tools: list[str] | None = None
+    after_tool: str | None = None
+    headers: dict[str, StringCondition] | None = None
+    body: dict[str, Any] | None = None
+    turn: Annotated[int | None, Field(ge=0)] = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages_shape(cls, value: Any) -> Any:
+        if value is None or isinstance(value, list) or (isinstance(value, int) and not isinstance(value, bool)):
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"a message count is 0 or more, got {value}")
+            return value
+        raise ValueError(
+            f"expected a message count (an integer) or a list of {{role, content}} conditions, got {value!r}"
+        )
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+
+
+class ToolCallSpec(_Model):
+    """A tool call the model makes."""
+
+    name: str
+    arguments: Annotated[
+        str, WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]}), Field(validate_default=True)
+    ] = ""
+    id: str | None = None
+    chunks: list[str] | None = None
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _dump_mapping(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return json.dumps(value, ensure_ascii=False)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ValueError(f"arguments are a mapping (dumped as JSON) or a string, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _chunks_agree(self) -> ToolCallSpec:
+        if self.chunks is not None:
+            joined = "".join(self.chunks)
+            if not self.arguments:
+                self.arguments = joined
+            elif joined != self.arguments:
+                raise ValueError(
+                    "the argument chunks do not join to the arguments; give only `chunks`, or make them agree"
+                )
+        return self
+
+    def argument_chunks(self) -> list[str]:
+        """The argument fragments to stream."""
+        if self.chunks is not None:
+            return [chunk for chunk in self.chunks if chunk]
+        return tokenize(self.arguments)
+
+
+class UsageSpec(_Model):
+    """Usage figures; each one not given is counted."""
+
+    prompt_tokens: Annotated[int | None, Field(ge=0)] = None
+    completion_tokens: Annotated[int | None, Field(ge=0)] = None
+    cached_tokens: Annotated[int | None, Field(ge=0)] = None
+    reasoning_tokens: Annotated[int | None, Field(ge=0)] = None
+
+
+class TimingSpec(_Model):
+    """Delays: before the status line, before the first content chunk, between chunks."""
+
+    ttft: Duration | None = None
+    chunk: Duration | None = None
+    tokens_per_second: Annotated[float | None, Field(gt=0)] = None
+    jitter: Duration | None = None
+    headers: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> TimingSpec:
+        if self.chunk is not None and self.tokens_per_second is not None:
+            raise ValueError("give either `chunk` or `tokens_per_second`, not both")
+        return self
+
+    def gap(self) -> float:
+        """Seconds between two content chunks."""
+        if self.tokens_per_second is not None:
+            return 1.0 / self.tokens_per_second
+        return self.chunk or 0.0
+
+
+Probability = Annotated[float | None, Field(ge=0.0, le=1.0)]
+
+
+class ErrorSpec(_Model):
+    """An HTTP error sent instead of the reply."""
+
+    status: Annotated[int, Field(ge=400, le=599)]
+    type: str | None = None
+    code: str | int | None = None
+    message: str | None = None
+    param: str | None = None
+    retry_after: Duration | None = None
+    should_retry: bool | None = None
+    headers: dict[str, str] | None = None
+    body: Any = None
+    probability: Probability = None
+
+
+class FaultSpec(_Model):
+    """A failure in the middle of a streamed reply."""
+
+    kind: Literal["error_event", "end", "disconnect", "malformed", "stall"]
+    after: Annotated[int, Field(ge=0)] = 0
+    type: str | None = None
+    message: str | None = None
+    for_: Annotated[Duration | None, Field(alias="for")] = None
+    probability: Probability = None
+
+
+class ChoiceSpec(_Model):
+    """The content of one choice."""
+
+    text: str | None = None
+    chunks: list[str] | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallSpec] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"] | None = None
+
+    @model_validator(mode="after")
+    def _text_or_chunks(self) -> ChoiceSpec:
+        if self.text is not None and self.chunks is not None:
+            raise ValueError("give either `text` (split by the tokenizer) or `chunks` (explicit), not both")
+        return self
+
+    def content_pieces(self) -> list[str]:
+        """The text content as it is streamed, one piece a chunk."""
+        if self.chunks is not None:
+            return [chunk for chunk in self.chunks if chunk]
+        return tokenize(self.text) if self.text else []
+
+    def content_chunk_count(self) -> int:
+        """Content chunks this choice streams: reasoning, text, refusal and tool-argument fragments."""
+        count = len(self.content_pieces())
+        count += len(tokenize(self.reasoning)) if self.reasoning else 0
+        count += len(tokenize(self.refusal)) if self.refusal else 0
+        count += sum(max(1, len(call.argument_chunks())) for call in self.tool_calls or ())
+        return count
+
+    def completion_tokens(self) -> int:
+        """Tokens this choice's content is worth."""
+        total = sum(count_tokens(piece) for piece in self.content_pieces())
+        total += count_tokens(self.reasoning or "") + count_tokens(self.refusal or "")
+        total += sum(count_tokens(call.arguments) for call in self.tool_calls or ())
+        return total
+
+
+class Reply(ChoiceSpec):
+    """A provider-neutral reply: content, or an error, plus timing and faults."""
+
+    usage: UsageSpec | None = None
+    model: str | None = None
+    headers: dict[str, str] | None = None
+    choices: list[ChoiceSpec] | None = None
+    vectors: list[list[float]] | None = None
+    timing: TimingSpec | None = None
+    error: ErrorSpec | None = None
+    fault: FaultSpec | None = None
+    raw: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Reply:
+        content = [
+            key for key in ("text", "chunks", "reasoning", "refusal", "tool_calls", "choices") if getattr(self, key)
+        ]
+        if self.error is not None and self.error.probability is None and content:
+            raise ValueError(
+                f"an `error` reply sends no content, but {', '.join(content)} is given; drop one, "
+                f"or give the error a `probability`"
+            )
+        if self.choices is not None and any(getattr(self, key) is not None for key in ("text", "chunks", "refusal")):
+            raise ValueError("give the content either in `choices` (one per choice) or at the top, not both")
+        if self.fault is not None and self.fault.after > 0:
+            available = min(choice.content_chunk_count() for choice in self.all_choices())
+            if self.fault.after > available:
+                raise ValueError(
+                    f"fault.after is {self.fault.after} but the reply has only {available} content chunk"
+                    f"{'' if available == 1 else 's'}; use a number from 0 to {available}"
+                )
+        return self
+
+    def all_choices(self) -> list[ChoiceSpec]:
+        """The distinct choices: `choices` if given, else the reply itself."""
+        return list(self.choices) if self.choices else [self]
+
+
+class Scenario(_Model):
+    """A scenario: conditions, and the reply (or sequence of replies) to send when they hold."""
+
+    id: str | None = None
+    when: When = Field(default_factory=When)
+    reply: Reply | None = None
+    replies: Annotated[list[Reply] | None, Field(min_length=1)] = None
+    then: Literal["repeat-last", "cycle", "fall-through"] | None = None
+    dialect: Literal["openai", "vllm"] | None = None
+    _source: str = PrivateAttr(default="<runtime>")
+    _line: int = PrivateAttr(default=0)
+
+    @model_validator(mode="after")
+    def _one_reply(self) -> Scenario:
+        if (self.reply is None) == (self.replies is None):
+            raise ValueError("give exactly one of `reply` (one answer) or `replies` (a sequence)")
+        if self.then is not None and self.replies is None:
+            raise ValueError("`then` applies only to a `replies` sequence; drop it, or turn `reply` into `replies`")
+        return self
+
+    @property
+    def sequence(self) -> list[Reply]:
+        """The replies in order (one for a plain `reply`)."""
+        return self.replies if self.replies is not None else [self.reply] if self.reply is not None else []
+
+    @property
+    def then_mode(self) -> str:
+        """What happens after the last reply of a sequence."""
+        return self.then or "repeat-last"
+
+    @property
+    def location(self) -> str:
+        """`file:line` where the scenario was defined, or `<runtime>`."""
+        return f"{self._source}:{self._line}" if self._line else self._source
+
+    @property
+    def name(self) -> str:
+        """The scenario id (always set once loaded)."""
+        return self.id or "?"
+
+
+class ScenarioFile(_Model):
+    """A scenario file: `version: 1` and a list of scenarios."""
+
+    version: Literal[1]
+    scenarios: list[Scenario] = Field(default_factory=list)
+    recorded: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading with line numbers
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a scenario file."""
+
+    source: str
+    line: int
+    path: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        key = f" {self.path}:" if self.path else ""
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{where}:{key} {label}{self.message}"
+
+
+class ScenarioError(ValueError):
+    """Scenario files that failed to load; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        summary = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in scenario files:\n{summary}\n"
+            f"Fix them, then check with `mockllm check PATH`."
+        )
+
+
+@dataclass
+class _Lines:
+    """Maps key paths of the loaded data to the line (1-based) where each value starts."""
+
+    by_path: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    key_lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+
+    def line_of(self, path: tuple[str | int, ...]) -> int:
+        while path:
+            if path in self.key_lines:
+                return self.key_lines[path]
+            if path in self.by_path:
+                return self.by_path[path]
+            path = path[:-1]
+        return self.by_path.get((), 1)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int) -> None:
+        self.key = key
+        self.line = line
+
+
+def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines) -> Any:
+    lines.by_path[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _construct(key_node, (*path, "<key>"), lines)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                key = str(key)
+            if key in result:
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
+            lines.key_lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, (*path, key), lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*path, index), lines) for index, item in enumerate(node.value)]
+    # Scalars: let SafeLoader resolve the tag (int, float, bool, null, str) the way safe_load would.
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
+    """Parse YAML text safely, keeping the line of every value; raise ScenarioError on a syntax error."""
+    lines = _Lines()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        detail = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise ScenarioError([Problem(source, line, "", f"YAML syntax error: {detail}; fix the YAML")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(source, 0, "", f"YAML error: {exc}")]) from None
+    if node is None:
+        return None, lines
+    try:
+        return _construct(node, (), lines), lines
+    except _DuplicateKey as exc:
+        raise ScenarioError(
+            [Problem(source, exc.line, "", f"the key {exc.key!r} appears twice in one mapping; keep one")]
+        ) from None
+
+
+def _format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _resolve_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the parts of a pydantic error location that are not keys of the data (union member tags)."""
+    resolved: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+            resolved.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            resolved.append(part)
+        elif isinstance(current, Mapping) and part == "for_" and "for" in current:
+            current = current["for"]
+            resolved.append("for")
+    return tuple(resolved)
+
+
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(data: Any, path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `path`, for "did you mean" hints."""
+    model: type[BaseModel] | None = ScenarioFile
+    chain: dict[str, type[BaseModel]] = {
+        "scenarios": Scenario,
+        "when": When,
+        "reply": Reply,
+        "replies": Reply,
+        "choices": ChoiceSpec,
+        "tool_calls": ToolCallSpec,
+        "usage": UsageSpec,
+        "timing": TimingSpec,
+        "error": ErrorSpec,
+        "fault": FaultSpec,
+    }
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if model is When and part == "messages":
+            model = MessageCondition
+            continue
+        if model in (When, MessageCondition) and part in ("model", "prompt", "system", "role", "content"):
+            model = StringCondition
+            continue
+        model = chain.get(part)
+        if model is None:
+            return None
+    return model
+
+
+def _friendly(error: Mapping[str, Any], data: Any, loc: tuple[str | int, ...]) -> str:
+    kind = error["type"]
+    message = str(error["msg"])
+    if kind == "extra_forbidden" and loc:
+        key = loc[-1]
+        parent = _model_at(data, loc[:-1])
+        hint = ""
+        if parent is not None:
+            candidates = _fields_of(parent)
+            close = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
+            hint = f"; did you mean `{close[0]}`?" if close else f"; valid keys here: {', '.join(candidates)}"
+        return f"unknown key `{key}`{hint}"
+    if kind == "missing":
+        return f"`{loc[-1] if loc else '?'}` is required here"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{error.get('input')!r} is not valid; use one of {expected}"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "string_type", "bool_type", "bool_parsing"):
+        message = f"{message}, got {error.get('input')!r}"
+    return message
+
+
+def _problems_from(exc: ValidationError, data: Any, lines: _Lines, source: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for error in exc.errors():
+        loc = _resolve_loc(data, tuple(error["loc"]))
+        if error["type"] == "extra_forbidden" or error["type"] == "missing":
+            # The offending key is the last element of the raw location, even if the data lacks it.
+            raw = tuple(error["loc"])
+            loc = (*_resolve_loc(data, raw[:-1]), raw[-1]) if raw else loc
+        text = _friendly(error, data, loc)
+        if (loc, text) in seen:
+            continue
+        seen.add((loc, text))
+        line = lines.key_lines.get(loc) or lines.line_of(loc)
+        problems.append(Problem(source, line, _format_path(loc), text))
+    return problems
+
+
+def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scenario], list[Problem]]:
+    """Validate a parsed scenario document; return its scenarios (ids filled in) and its problems."""
+    if data is None:
+        return [], [Problem(source, 1, "", "the file is empty; start it with `version: 1` and `scenarios:`")]
+    if isinstance(data, list):
+        return [], [
+            Problem(source, 1, "", "the top level is a list; write `version: 1` and put the list under `scenarios:`")
+        ]
+    if not isinstance(data, Mapping):
+        return [], [Problem(source, 1, "", "the top level must be a mapping with `version: 1` and `scenarios:`")]
+    try:
+        document = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        return [], _problems_from(exc, data, lines, source)
+    runtime = not source or source.startswith("<")
+    for index, scenario in enumerate(document.scenarios):
+        scenario._source = source
+        scenario._line = lines.line_of(("scenarios", index))
+        if scenario.id is None:
+            # Unnamed scenarios get a stable id from their file, or a fresh one when added at runtime.
+            scenario.id = f"runtime-{next(_runtime_ids)}" if runtime else f"{Path(source).stem}-{index + 1}"
+    return document.scenarios, []
+
+
+def load_text(text: str, source: str = "<text>") -> list[Scenario]:
+    """Load scenarios from YAML (or JSON) text; raise ScenarioError with every problem."""
+    data, lines = parse_yaml(text, source)
+    scenarios, problems = validate_document(data, lines, source)
+    problems.extend(duplicate_id_problems(scenarios))
+    if problems:
+        raise ScenarioError(problems)
+    return scenarios
+
+
+def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem | None]]:
+    """Expand files and folders (`*.yaml`, `*.yml`, `*.json`, recursively, sorted) in order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+            if not found:
+                yield path, Problem(str(path), 0, "", "the folder holds no .yaml, .yml or .json scenario files")
+            for file in found:
+                yield file, None
+        elif path.is_file():
+            yield path, None
+        else:
+            yield path, Problem(str(path), 0, "", "no such file or folder; check the path")
+
+
+def read_file(path: Path) -> tuple[list[Scenario], list[Problem]]:
+    """Load one scenario file, collecting its problems instead of raising."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem(source, 0, "", f"cannot read the file: {exc}")]
+    try:
+        data, lines = parse_yaml(text, source)
+    except ScenarioError as exc:
+        return [], exc.problems
+    scenarios, problems = validate_document(data, lines, source)
+    return scenarios, sorted(problems, key=lambda p: p.line)
+
+
+def duplicate_id_problems(scenarios: Iterable[Scenario]) -> list[Problem]:
+    """An error for every scenario whose id an earlier one already uses."""
+    first: dict[str, Scenario] = {}
+    problems: list[Problem] = []
+    for scenario in scenarios:
+        earlier = first.setdefault(scenario.name, scenario)
+        if earlier is not scenario:
+            problems.append(
+                Problem(
+                    scenario._source,
+                    scenario._line,
+                    "id",
+                    f"the id `{scenario.name}` is already used by the scenario at {earlier.location}; "
+                    f"ids must be unique",
+                )
+            )
+    return problems
+
+
+def collect(paths: Iterable[str | Path]) -> tuple[list[Scenario], list[Problem]]:
+    """Load every scenario file under `paths`; return the scenarios and every problem found."""
+    scenarios: list[Scenario] = []
+    problems: list[Problem] = []
+    for path, problem in scenario_files(paths):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        loaded, found = read_file(path)
+        scenarios.extend(loaded)
+        problems.extend(found)
+    problems.extend(duplicate_id_problems(scenarios))
+    return scenarios, problems
+
+
+def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
+    """Load scenario files and folders in order; raise ScenarioError listing every problem."""
+    scenarios, problems = collect(paths)
+    if problems:
+        raise ScenarioError(problems)
+    return scenarios
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file, for editors."""
+    schema = ScenarioFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mockllm scenario file"
+    _fix_string_conditions(schema)
+    return schema
+
+
+def _fix_string_conditions(schema: dict[str, Any]) -> None:
+    # A StringCondition is written as a plain string or a one-key mapping; pydantic only sees the mapping.
+    defs = schema.get("$defs", {})
+    condition = defs.get("StringCondition")
+    if condition is not None:
+        properties = condition.get("properties", {})
+        mapping = {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+        }
+        defs["StringCondition"] = {
+            "description": condition.get("description", ""),
+            "anyOf": [{"type": "string"}, mapping],
+        }

@@ -1,0 +1,170 @@
+"""`MockServer`: uvicorn on a socket we bind ourselves, in a daemon thread, for tests and scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from .app import MockApp, MockState, Settings
+from .scenarios import Scenario, load_scenarios, load_text
+from .transport import TrackingH11Protocol
+
+
+class PortInUseError(OSError):
+    """The address to listen on is taken."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one); a clear error when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                exc.errno,
+                f"port {port} on {host} is already in use; stop what listens there or pick another "
+                f"port with --port (0 picks a free one)",
+            ) from None
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def uvicorn_config(app: Any, log_level: str = "warning", **extra: Any) -> uvicorn.Config:
+    """The uvicorn configuration mockllm runs with: h11 with connection tracking, no access log of its own."""
+    return uvicorn.Config(
+        app,
+        http=TrackingH11Protocol,
+        lifespan="off",
+        access_log=False,
+        log_level=log_level,
+        log_config=None,
+        timeout_keep_alive=30,
+        **extra,
+    )
+
+
+class MockServer:
+    """The mock server in a background thread; a context manager.
+
+    `MockServer(paths=["scenarios/"], time_scale=0)` accepts the `serve` options in snake case (`dialect`,
+    `models`, `time_scale`, `seed`, `journal_size`, `fallback`). `url` is `http://127.0.0.1:<port>`.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        scenarios: Sequence[Scenario] = (),
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - set(Settings.__dataclass_fields__)
+        if unknown:
+            valid = ", ".join(sorted(Settings.__dataclass_fields__))
+            raise TypeError(f"MockServer got unknown option(s) {', '.join(sorted(unknown))}; valid options: {valid}")
+        self.paths = [Path(p) for p in paths]
+        self.host = host
+        self.port = port
+        self.settings = Settings(**options)
+        self.state = MockState(
+            [*load_scenarios(self.paths), *scenarios] if self.paths else list(scenarios), self.settings
+        )
+        self.app = MockApp(self.state).build()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, without `/v1`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    def start(self, timeout: float = 10.0) -> MockServer:
+        """Start serving; returns once the server accepts connections (or raises its start-up error)."""
+        if self._thread is not None:
+            return self
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn_config(self.app))
+        self._server = server
+
+        def run() -> None:
+            try:
+                asyncio.run(server.serve(sockets=[sock]))
+            except BaseException as exc:  # re-raised in start() or stop()
+                self._error = exc
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, name=f"mockllm:{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or self._error is not None:
+                self._thread = None
+                raise RuntimeError(f"the mockllm server failed to start: {self._error!r}") from self._error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the mockllm server did not start within {timeout} s")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and wait for the thread to end."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        self._thread = None
+        self._server = None
+
+    def add(self, text_or_scenario: str | dict[str, Any]) -> list[str]:
+        """Add scenarios at runtime (YAML text or a scenario mapping); returns their ids."""
+        if isinstance(text_or_scenario, dict):
+            import json
+
+            text = json.dumps({"version": 1, "scenarios": [text_or_scenario]})
+        else:
+            text = text_or_scenario
+        scenarios = load_text(text, "<runtime>")
+        self.state.scenarios.add(scenarios)
+        return [s.name for s in scenarios]
+
+    def reset(self) -> None:
+        """Journal, sequences and runtime scenarios back to the start."""
+        self.state.reset()
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,49 @@
+"""Access to the client's TCP connection, for the `disconnect` fault (a real reset, not a clean close).
+
+ASGI gives an app no handle on the socket, so the server runs uvicorn's h11 protocol with a subclass that
+remembers each connection's transport by the client's address; the app finds it through `scope["client"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+from starlette.types import Scope
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+_transports: dict[tuple[str, int], asyncio.Transport] = {}
+
+
+class TrackingH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, remembering transports so that a fault can reset the connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._peer: tuple[str, int] | None = (str(peer[0]), int(peer[1]))
+            _transports[self._peer] = transport
+        else:
+            self._peer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._peer is not None:
+            _transports.pop(self._peer, None)
+        super().connection_lost(exc)
+
+
+def reset_connection(scope: Scope) -> bool:
+    """Reset the request's TCP connection (RST, via SO_LINGER 0). False when the transport is unknown."""
+    client: Any = scope.get("client")
+    transport = _transports.get((str(client[0]), int(client[1]))) if client else None
+    if transport is None:
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # A zero linger time makes close() send RST instead of FIN: the client sees "connection reset".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    return True
