@@ -1,0 +1,135 @@
+"""The admin API under /_mockllm/: health, scenarios, the journal, reset."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+
+from mockllm import MockServer
+
+GOOD_YAML = """
+version: 1
+scenarios:
+  - id: added
+    when: {prompt: Say hello}
+    reply: {text: Runtime hello.}
+"""
+
+
+def ask(server: MockServer, prompt: str = "Say hello") -> str | None:
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=0)
+    completion = client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+    return completion.choices[0].message.content
+
+
+def test_health(examples: MockServer) -> None:
+    body = httpx.get(examples.url + "/_mockllm/health").json()
+    assert body["status"] == "ok"
+    assert body["scenarios"] == 13
+
+
+def test_scenarios_listed_in_match_order(examples: MockServer) -> None:
+    listed = httpx.get(examples.url + "/_mockllm/scenarios").json()
+    assert listed[0]["id"] == "greet"
+    assert listed[0]["source"].endswith("basics.yaml:4")
+    assert listed[0]["when"] == {"api": "chat", "prompt": {"exact": "Say hello"}}
+    assert listed[0]["runtime"] is False
+
+
+def test_post_yaml_scenarios_match_first_and_delete_restores(examples: MockServer) -> None:
+    assert ask(examples) == "Hello there! How can I help you today?"
+    response = httpx.post(
+        examples.url + "/_mockllm/scenarios", content=GOOD_YAML, headers={"content-type": "application/yaml"}
+    )
+    assert response.status_code == 201
+    assert response.json() == {"added": ["added"]}
+    assert ask(examples) == "Runtime hello."
+    listed = httpx.get(examples.url + "/_mockllm/scenarios").json()
+    assert listed[0]["id"] == "added"
+    assert listed[0]["runtime"] is True
+    assert httpx.delete(examples.url + "/_mockllm/scenarios").status_code == 200
+    assert ask(examples) == "Hello there! How can I help you today?"
+
+
+def test_post_json_scenario_document(examples: MockServer) -> None:
+    document = {"version": 1, "scenarios": [{"when": {"prompt": "json"}, "reply": {"text": "From JSON."}}]}
+    response = httpx.post(examples.url + "/_mockllm/scenarios", json=document)
+    assert response.status_code == 201
+    assert ask(examples, "json") == "From JSON."
+
+
+def test_post_invalid_document_adds_nothing_and_explains(examples: MockServer) -> None:
+    bad = GOOD_YAML + "  - id: broken\n    repy: {text: x}\n"
+    response = httpx.post(examples.url + "/_mockllm/scenarios", content=bad)
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "<admin>:8: scenarios[1].repy: unknown key `repy`; did you mean `reply`?" in message
+    ids = [s["id"] for s in httpx.get(examples.url + "/_mockllm/scenarios").json()]
+    assert "added" not in ids  # all or nothing
+
+
+def test_post_clashing_with_a_file_id_is_refused(examples: MockServer) -> None:
+    clash = "version: 1\nscenarios:\n  - id: greet\n    reply: {text: x}\n"
+    response = httpx.post(examples.url + "/_mockllm/scenarios", content=clash)
+    assert response.status_code == 409
+    assert "greet" in response.json()["error"]["message"]
+
+
+def test_journal_records_requests_and_clears(examples: MockServer) -> None:
+    ask(examples)
+    entries = httpx.get(examples.url + "/_mockllm/requests").json()
+    assert len(entries) == 1
+    entry = entries[0]
+    assert set(entry) == {
+        "id", "time", "method", "path", "api", "model", "stream", "body", "scenario", "miss", "status", "error",
+        "fault", "chunks", "chunk_times", "duration",
+    }  # fmt: skip
+    assert entry["method"] == "POST"
+    assert entry["path"] == "/v1/chat/completions"
+    assert entry["api"] == "chat"
+    assert entry["model"] == "m"
+    assert entry["body"]["messages"] == [{"role": "user", "content": "Say hello"}]
+    assert entry["scenario"] == "greet"
+    assert entry["status"] == 200
+    assert entry["duration"] >= 0
+    assert httpx.delete(examples.url + "/_mockllm/requests").status_code == 204
+    assert httpx.get(examples.url + "/_mockllm/requests").json() == []
+
+
+def test_journal_is_bounded(start_server: object) -> None:
+    server = start_server(scenarios_yaml=GOOD_YAML, journal_size=3)  # type: ignore[operator]
+    for _ in range(5):
+        ask(server)
+    entries = httpx.get(server.url + "/_mockllm/requests").json()
+    assert [e["id"] for e in entries] == [3, 4, 5]
+
+
+def test_streamed_request_journal_counts_chunks(examples: MockServer) -> None:
+    client = openai.OpenAI(base_url=examples.openai_base_url, api_key="sk-test")
+    list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Say hello"}], stream=True))
+    (entry,) = httpx.get(examples.url + "/_mockllm/requests").json()
+    assert entry["stream"] is True
+    assert entry["chunks"] == 10
+    assert len(entry["chunk_times"]) == 10
+    assert entry["chunk_times"] == sorted(entry["chunk_times"])
+
+
+def test_reset_clears_journal_runtime_scenarios_and_positions(examples: MockServer) -> None:
+    httpx.post(examples.url + "/_mockllm/scenarios", content=GOOD_YAML)
+    assert ask(examples, "Count") == "One."
+    assert httpx.post(examples.url + "/_mockllm/reset").json() == {"reset": True}
+    assert httpx.get(examples.url + "/_mockllm/requests").json() == []
+    assert ask(examples) == "Hello there! How can I help you today?"
+    assert ask(examples, "Count") == "One."
+
+
+def test_single_scenario_mapping_is_accepted(examples: MockServer) -> None:
+    response = httpx.post(
+        examples.url + "/_mockllm/scenarios", content=json.dumps({"when": {"prompt": "x"}, "reply": {"text": "y"}})
+    )
+    assert response.status_code == 201
+    (added,) = response.json()["added"]
+    assert added.startswith("runtime-")
+    assert ask(examples, "x") == "y"
