@@ -277,12 +277,14 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
 
     per_choice = [_choice_deltas(choice, vllm) for choice in plan.choices]
     frames: list[Frame] = []
-    # n > 1: choices interleave, one chunk each, index 0 first (capture chat-stream-json-schema-n3.sse).
-    rounds = max(len(deltas) for deltas in per_choice)
-    for position in range(rounds):
+    # n > 1: choices interleave, one chunk each, index 0 first (capture chat-stream-json-schema-n3.sse). OpenAI
+    # sends each choice's role chunk right before that choice's first content chunk, so the stream opens with
+    # role 0, content 0, role 1, content 1, ...; vLLM sends every role chunk first.
+    lead = 1 if vllm else 2
+    rounds = [(0, lead), *((position, position + 1) for position in range(lead, max(map(len, per_choice))))]
+    for start, stop in rounds:
         for choice, deltas in zip(plan.choices, per_choice, strict=True):
-            if position < len(deltas):
-                delta, kind = deltas[position]
+            for delta, kind in deltas[start:stop]:
                 body = {"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}
                 frames.append(frame(body, kind))
     for choice in plan.choices:
