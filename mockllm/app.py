@@ -123,6 +123,7 @@ class _Reply:
         fault_frames: list[Frame],
         time_scale: float,
         finished: Callable[[Entry], None],
+        streamed: bool = True,
     ) -> None:
         self.entry = entry
         self.status = status
@@ -134,6 +135,8 @@ class _Reply:
         self.fault_frames = fault_frames
         self.time_scale = time_scale
         self.finished = finished
+        self.streamed = streamed
+        self._gone: asyncio.Future[None] | None = None
 
     def _cut(self) -> int:
         """Index of the first frame not sent before the fault: after `after` content frames."""
@@ -147,76 +150,89 @@ class _Reply:
         # Every content frame is sent: the fault comes before the tail (finish, usage, terminator).
         return next((i for i in range(len(self.frames) - 1, -1, -1) if self.frames[i].kind != "tail"), -1) + 1
 
+    async def _sleep(self, delay: float, receive: Receive) -> bool:
+        """Sleep `delay` seconds; False as soon as the client disconnects.
+
+        One watcher task per response listens for `http.disconnect`, so that a stream nobody reads any more
+        (a client that timed out on a stall) ends at once instead of sleeping on.
+        """
+        if self._gone is None:
+            self._gone = asyncio.ensure_future(_wait_for_disconnect(receive))
+        if delay <= 0:
+            return not self._gone.done()
+        done, _ = await asyncio.wait({self._gone}, timeout=delay)
+        return not done
+
     async def _wait_until(self, deadline: float, receive: Receive) -> bool:
         """Sleep until `deadline` (seconds since arrival); False if the client went away meanwhile."""
         delay = deadline - self.entry.elapsed()
         if delay <= 0:
             return True
-        return await _sleep_or_disconnect(delay, receive)
+        return await self._sleep(delay, receive)
+
+    async def _send_frames(self, start: int, stop: int, receive: Receive, send: Send) -> bool:
+        """Send frames[start:stop] at their deadlines; False if the client went away."""
+        entry = self.entry
+        for index in range(start, stop):
+            frame = self.frames[index]
+            if not await self._wait_until(self.deadlines[index], receive):
+                return False
+            await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+            if frame.kind == "content":
+                entry.chunk_times.append(round(entry.elapsed(), 6))
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        entry = self.entry
         try:
             if self.head_delay > 0 and not await self._wait_until(self.head_delay, receive):
                 return
-            cut = self._cut() if self.fault is not None else len(self.frames)
-            kind = self.fault.kind if self.fault is not None else None
-            if kind == "disconnect" and cut == 0 and self.frames and not any(f.kind == "head" for f in self.frames):
-                reset_connection(scope)
-                return
+            fault = self.fault
+            if fault is not None and not self.streamed:
+                # A non-streamed reply has nothing to cut: the fault strikes while the client waits for the
+                # status line (a reset connection, or a stall before a late answer).
+                self.entry.fault = fault.kind
+                if not await self._fault(scope, receive, send):
+                    return
+                fault = None
             raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
             await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
-            for index, frame in enumerate(self.frames):
-                if index == cut and kind is not None:
-                    entry.fault = kind
-                    if not await self._fault(scope, receive, send):
-                        return
-                    break
-                if not await self._wait_until(self.deadlines[index], receive):
+            cut = len(self.frames) if fault is None else self._cut()
+            if not await self._send_frames(0, cut, receive, send):
+                return
+            if fault is not None:
+                self.entry.fault = fault.kind
+                if not await self._fault(scope, receive, send):
                     return
-                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
-                if frame.kind == "content":
-                    entry.chunk_times.append(round(entry.elapsed(), 6))
-            else:
-                if kind is not None and cut >= len(self.frames):
-                    entry.fault = kind
-                    if not await self._fault(scope, receive, send):
-                        return
+                if fault.kind == "malformed" and not await self._send_frames(cut, len(self.frames), receive, send):
+                    return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            entry.finish(self.status)
-            self.finished(entry)
+            if self._gone is not None:
+                self._gone.cancel()
+            self.entry.finish(self.status)
+            self.finished(self.entry)
 
     async def _fault(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Apply the fault at the cut; True when the body should then end cleanly."""
+        """Apply the fault at the cut; True when the body should then go on to a clean end."""
         fault = self.fault
         assert fault is not None
         if fault.kind == "disconnect":
-            if not reset_connection(scope):
+            if not await reset_connection(scope):
                 # Not running on mockllm's own server: abort the response so the server drops the connection.
                 raise ConnectionAbortedError("mockllm disconnect fault")
             return False
         if fault.kind == "stall":
             if fault.for_ is None:
-                await _wait_for_disconnect(receive)
+                await self._sleep(float("inf"), receive)
                 return False
-            return await _sleep_or_disconnect(fault.for_ * self.time_scale, receive)
+            return await self._sleep(fault.for_ * self.time_scale, receive)
         if fault.kind == "error_event":
             for frame in self.fault_frames:
                 await send({"type": "http.response.body", "body": frame.data, "more_body": True})
-            return True
-        if fault.kind == "malformed":
+        elif fault.kind == "malformed":
+            # One `data:` line that is not JSON; the caller then sends the rest of the stream.
             await send({"type": "http.response.body", "body": b'data: {"id": "malformed\n\n', "more_body": True})
-            # The stream goes on after the bad line: send the rest at their deadlines.
-            cut = self._cut()
-            for index in range(cut, len(self.frames)):
-                if not await self._wait_until(self.deadlines[index], receive):
-                    return False
-                await send({"type": "http.response.body", "body": self.frames[index].data, "more_body": True})
-                if self.frames[index].kind == "content":
-                    self.entry.chunk_times.append(round(self.entry.elapsed(), 6))
-            return True
-        return True  # "end": a clean end of the body, without the rest
+        return True  # "end" (and the two above): the body ends cleanly here
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -224,16 +240,6 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-async def _sleep_or_disconnect(delay: float, receive: Receive) -> bool:
-    """Sleep `delay` seconds; return False early if the client disconnects."""
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait({watcher}, timeout=delay)
-        return not done
-    finally:
-        watcher.cancel()
 
 
 class MockApp:
@@ -393,7 +399,7 @@ class MockApp:
         # Faults act on streams; for a non-streamed request only `disconnect` and `stall` make sense.
         applied = fault if fault is not None and fault.kind in ("disconnect", "stall") else None
         frames = [Frame(body, "content")]
-        return _Reply(entry, 200, headers, frames, [delay], 0.0, applied, [], scale, self._finish)
+        return _Reply(entry, 200, headers, frames, [delay], 0.0, applied, [], scale, self._finish, streamed=False)
 
     # -- models ---------------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ remembers each connection's transport by the client's address; the app finds it 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
 import struct
 from typing import Any
@@ -35,15 +36,37 @@ class TrackingH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def reset_connection(scope: Scope) -> bool:
-    """Reset the request's TCP connection (RST, via SO_LINGER 0). False when the transport is unknown."""
+_SIOCOUTQ = 0x5411  # Linux: bytes in the socket's send queue not yet acknowledged by the peer
+
+
+def _unsent(sock: socket.socket) -> int:
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+    except OSError:
+        return 0
+
+
+async def reset_connection(scope: Scope, settle: float = 0.05) -> bool:
+    """Reset the request's TCP connection (RST, via SO_LINGER 0). False when the transport is unknown.
+
+    A reset discards whatever the kernel has not yet delivered, so the chunks sent before the fault are first
+    allowed to reach the client: the transport's buffer and the socket's send queue drain (up to a second), and
+    the client gets `settle` seconds to read them.
+    """
     client: Any = scope.get("client")
     transport = _transports.get((str(client[0]), int(client[1]))) if client else None
     if transport is None:
         return False
     sock = transport.get_extra_info("socket")
-    if sock is not None:
+    deadline = asyncio.get_running_loop().time() + 1.0
+    while asyncio.get_running_loop().time() < deadline and not transport.is_closing():
+        if transport.get_write_buffer_size() == 0 and (sock is None or _unsent(sock) == 0):
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(settle)
+    if sock is not None and not transport.is_closing():
         # A zero linger time makes close() send RST instead of FIN: the client sees "connection reset".
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+    await asyncio.sleep(0)  # let the protocol see connection_lost before the app returns
     return True
