@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .logs import LOG_FORMATS, LOG_LEVELS
 from .scenarios import DIALECTS, collect, json_schema
+from .timing import DurationError, parse_duration
 
 log = logging.getLogger("mockllm")
 
@@ -54,6 +56,27 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _flag(text: str) -> bool:
+    """A boolean option's environment variable: 1/true/yes/on or 0/false/no/off."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; write 1, true, yes or on (0, false, no or off)")
+
+
 # option name -> (type, default, help); every one is also read from MOCKLLM_<NAME> (dashes as underscores).
 SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | None]] = {
     "host": (str, "127.0.0.1", "address to listen on (0.0.0.0 for every interface)", None),
@@ -63,7 +86,13 @@ SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | N
     "seed": (_int, 0, "seed of the generator behind jitter and probabilities", None),
     "journal-size": (_positive_int, 1000, "how many requests the journal keeps", None),
     "fallback": (str, "error", "what to answer when no scenario matches", ("error", "echo", "lorem")),
-    "log-level": (str, "info", "log level", ("debug", "info", "warning", "error")),
+    "log-level": (str, "info", "log level", LOG_LEVELS),
+    "log-format": (str, "plain", "log lines as plain text or one JSON object each", LOG_FORMATS),
+    "grace": (_duration, 10.0, "on SIGTERM, how long streams in flight may take to finish (10s, 500ms)", None),
+}
+# Boolean switches: `--NAME` turns it on; MOCKLLM_<NAME>=1/true/yes/on (or 0/false/no/off) sets the default.
+SERVE_SWITCHES: dict[str, str] = {
+    "reload": "reload scenario files when they change on disk (a broken edit keeps the last good version)",
 }
 
 
@@ -111,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
             choices=choices,
             help=f"{text} (default: %(default)s)",
         )
+    for name, text in SERVE_SWITCHES.items():
+        serve.add_argument(f"--{name}", action="store_true", default=_env_default(name, _flag, False, None), help=text)
     serve.add_argument(
         "--model",
         action="append",
@@ -156,21 +187,38 @@ def run_check(paths: Sequence[str]) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """`mockllm serve`: load the scenarios, bind, serve until interrupted."""
+    """`mockllm serve`: load the scenarios, bind, serve until SIGTERM or Ctrl-C (then exit 0)."""
+    from .logs import configure_logging, reset_logging
+
+    configure_logging(args.log_format, args.log_level)
+    try:
+        return _serve(args)
+    finally:
+        reset_logging()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from .app import MockApp, MockState, Settings
+    from .logs import log_request
+    from .reload import ScenarioWatcher
     from .scenarios import ScenarioError, load_scenarios
     from .server import bind_socket, uvicorn_config
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     models = args.model
     if models is None:
         models = [m for m in os.environ.get("MOCKLLM_MODEL", "").split(",") if m]
     try:
         scenarios = load_scenarios(args.paths)
     except ScenarioError as exc:
-        print(f"mockllm: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            log.error(
+                "%s", problem, extra={"fields": {"event": "load_error", "file": problem.source, "line": problem.line}}
+            )
+        log.error("%s", str(exc).rsplit("\n", 1)[-1], extra={"fields": {"event": "exit", "code": 1}})
         return 1
     settings = Settings(
         dialect=args.dialect,
@@ -181,11 +229,11 @@ def run_serve(args: argparse.Namespace) -> int:
         fallback=args.fallback,
     )
     state = MockState(scenarios, settings)
-    state.listeners.append(_log_entry)
+    state.listeners.append(log_request)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
-        print(f"mockllm: {exc.strerror or exc}", file=sys.stderr)
+        log.error("%s", exc.strerror or exc, extra={"fields": {"event": "exit", "code": 1}})
         return 1
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -199,16 +247,46 @@ def run_serve(args: argparse.Namespace) -> int:
         port,
         shown,
         port,
+        extra={
+            "fields": {
+                "event": "start",
+                "version": __version__,
+                "url": f"http://{shown}:{port}",
+                "scenarios": len(scenarios),
+                "paths": list(args.paths),
+            }
+        },
     )
-    server = uvicorn.Server(uvicorn_config(MockApp(state).build(), log_level=args.log_level))
-    server.run(sockets=[sock])
+    config = uvicorn_config(
+        MockApp(state).build(),
+        log_level=args.log_level,
+        host=host,
+        port=port,
+        # On SIGTERM uvicorn stops accepting, lets responses in progress end, and cancels them after this long.
+        timeout_graceful_shutdown=args.grace,
+    )
+    server = uvicorn.Server(config)
+    watcher = ScenarioWatcher(args.paths, state.scenarios) if args.reload else None
+    if watcher is not None:
+        if not args.paths:
+            log.warning("--reload has no scenario files to watch; give PATH arguments")
+        watcher.start()
+    # uvicorn handles SIGTERM and SIGINT while it serves, then re-raises the signal it caught against the handler
+    # that was there before it: a no-op here, so that a requested stop ends the process with exit code 0.
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("mockllm stopped", extra={"fields": {"event": "stop"}})
     return 0
 
 
-def _log_entry(entry: Any) -> None:
-    outcome = entry.scenario or ("miss" if entry.miss else "-")
-    fault = f" fault={entry.fault}" if entry.fault else ""
-    log.info("%s %s %s %s %.3fs%s", entry.method, entry.path, outcome, entry.status, entry.duration or 0.0, fault)
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """Stand-in handler that uvicorn's re-raised stop signal lands on once the server has shut down."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

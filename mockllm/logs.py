@@ -1,0 +1,119 @@
+"""Log output of `mockllm serve`: one line per request, plain text or one JSON object a line.
+
+Every record goes through one handler on the root logger, so uvicorn's own start-up, error and shutdown lines
+(its access log is off: `uvicorn_config(access_log=False)`) share our format. A record may carry structured
+`fields` (`log.info(..., extra={"fields": {...}})`): the JSON format puts them at the top level of the object;
+the plain format shows only the message, which already says the same in words.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+from .journal import Entry
+
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+log = logging.getLogger("mockllm")
+
+
+class PlainFormatter(logging.Formatter):
+    """`2026-01-31 12:00:00,123 INFO POST /v1/chat/completions greet 200 0.312s`."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: `time` (ISO 8601, UTC), `level`, `logger`, `message`, then the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        payload: dict[str, Any] = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update({key: value for key, value in fields.items() if key not in ("time", "level", "logger")})
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            payload["exc"] = record.exc_text
+        if record.stack_info:
+            payload["stack"] = self.formatStack(record.stack_info)
+        # A line per record whatever the content: json.dumps escapes newlines inside strings.
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+class _MockllmHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler `configure_logging` installed, so that calling it again replaces it."""
+
+
+def configure_logging(log_format: str = "plain", level: str = "info", stream: TextIO | None = None) -> None:
+    """Send every log record (mockllm's, uvicorn's, Python's warnings) to `stream` (stderr) in `log_format`."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {log_format!r}; choose from {', '.join(LOG_FORMATS)}")
+    handler = _MockllmHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else PlainFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _MockllmHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    log.setLevel(level.upper())
+    # uvicorn's loggers propagate to the root (mockllm runs it with log_config=None); its access log stays off.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.captureWarnings(True)
+
+
+def reset_logging() -> None:
+    """Remove what `configure_logging` installed (for a `serve` run inside a longer-lived process, like a test)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _MockllmHandler)]:
+        root.removeHandler(old)
+    logging.captureWarnings(False)
+
+
+def request_fields(entry: Entry) -> dict[str, Any]:
+    """The structured fields of a request's log line."""
+    return {
+        "event": "request",
+        "id": entry.id,
+        "method": entry.method,
+        "path": entry.path,
+        "scenario": entry.scenario,
+        "miss": entry.miss is not None,
+        "status": entry.status,
+        "duration": entry.duration,
+        "fault": entry.fault,
+        "chunks": entry.chunks,
+    }
+
+
+def log_request(entry: Entry) -> None:
+    """The one log line of a finished request: method, path, scenario id or `miss`, status, duration, fault.
+
+    Registered as a `MockState` listener; the reason of a miss follows at debug level.
+    """
+    outcome = entry.scenario or ("miss" if entry.miss else "-")
+    fault = f" fault={entry.fault}" if entry.fault else ""
+    log.info(
+        "%s %s %s %s %.3fs%s",
+        entry.method,
+        entry.path,
+        outcome,
+        entry.status,
+        entry.duration or 0.0,
+        fault,
+        extra={"fields": request_fields(entry)},
+    )
+    if entry.miss:
+        log.debug("request %d matched no scenario: %s", entry.id, entry.miss, extra={"fields": {"event": "miss"}})
