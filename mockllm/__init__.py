@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .app import Settings, create_app
-from .scenarios import Problem, Scenario, ScenarioError, load_scenarios
-from .server import MockServer, PortInUseError
+
+if TYPE_CHECKING:
+    from .app import Settings, create_app
+    from .scenarios import Problem, Scenario, ScenarioError, load_scenarios
+    from .server import MockServer, PortInUseError
 
 __all__ = [
     "MockServer",
@@ -18,3 +23,29 @@ __all__ = [
     "create_app",
     "load_scenarios",
 ]
+
+# Exports are imported on first use: the pytest plugin is loaded by every pytest run in an environment where mockllm
+# is installed, and importing the server (starlette, uvicorn, pydantic) costs a quarter of a second.
+_LAZY = {
+    "MockServer": "server",
+    "PortInUseError": "server",
+    "Problem": "scenarios",
+    "Scenario": "scenarios",
+    "ScenarioError": "scenarios",
+    "Settings": "app",
+    "create_app": "app",
+    "load_scenarios": "scenarios",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mockllm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,7 +7,7 @@ import errno
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -126,15 +126,21 @@ class MockServer:
         deadline = time.monotonic() + timeout
         while not server.started:
             if not self._thread.is_alive() or self._error is not None:
-                self._thread = None
-                raise RuntimeError(f"the mockllm server failed to start: {self._error!r}") from self._error
+                self._thread.join(timeout)
+                self._thread = self._server = None
+                error, self._error = self._error, None
+                raise RuntimeError(f"the mockllm server failed to start: {error!r}") from error
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the mockllm server did not start within {timeout} s")
-            time.sleep(0.005)
+                self.stop()
+                raise TimeoutError(
+                    f"the mockllm server did not start within {timeout} s; the machine may be overloaded: "
+                    f"pass a longer timeout to start()"
+                )
+            time.sleep(0.001)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and wait for the thread to end."""
+        """Stop serving and wait for the thread to end; raises the error the server thread died of, if any."""
         if self._server is None or self._thread is None:
             return
         self._server.should_exit = True
@@ -144,17 +150,34 @@ class MockServer:
             self._thread.join(timeout)
         self._thread = None
         self._server = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise RuntimeError(f"the mockllm server thread failed: {error!r}") from error
 
-    def add(self, text_or_scenario: str | dict[str, Any]) -> list[str]:
-        """Add scenarios at runtime (YAML text or a scenario mapping); returns their ids."""
-        if isinstance(text_or_scenario, dict):
+    def add(self, text_or_scenario: str | Mapping[str, Any], *, source: str = "<runtime>") -> list[str]:
+        """Add scenarios at runtime (a YAML scenario document, or one scenario as a mapping); returns their ids.
+
+        They match before every scenario added earlier and before the files' scenarios, in their own order.
+        """
+        if isinstance(text_or_scenario, Mapping):
             import json
 
-            text = json.dumps({"version": 1, "scenarios": [text_or_scenario]})
+            text = json.dumps({"version": 1, "scenarios": [dict(text_or_scenario)]})
         else:
             text = text_or_scenario
-        scenarios = load_text(text, "<runtime>")
-        self.state.scenarios.add(scenarios)
+        return self.add_scenarios(load_text(text, source))
+
+    def add_scenarios(self, scenarios: Sequence[Scenario]) -> list[str]:
+        """Add loaded scenarios at runtime, keeping their order; an id used by a file's scenario is a ValueError."""
+        files = {s.name: s for s in self.state.scenarios.file_scenarios}
+        for scenario in scenarios:
+            if scenario.name in files:
+                raise ValueError(
+                    f"the id `{scenario.name}` ({scenario.location}) is already used by the scenario at "
+                    f"{files[scenario.name].location}; choose another id"
+                )
+        # Runtime scenarios match newest first: add the last one first so that the first one matches first.
+        self.state.scenarios.add(reversed(scenarios))
         return [s.name for s in scenarios]
 
     def reset(self) -> None:
