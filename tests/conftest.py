@@ -7,14 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sse_utils import close_clients
 
 from mockllm import MockServer
+from mockllm.scenarios import load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "scenarios"
 DATA = Path(__file__).resolve().parent / "data"
 
 StartServer = Callable[..., MockServer]
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    close_clients()
 
 
 @pytest.fixture
@@ -24,9 +32,9 @@ def start_server() -> Iterator[StartServer]:
 
     def start(*paths: str | Path, scenarios_yaml: str | None = None, **options: Any) -> MockServer:
         options.setdefault("time_scale", 0)
-        server = MockServer(list(paths), **options)
-        if scenarios_yaml is not None:
-            server.add(scenarios_yaml)
+        # Scenarios given as text are the server's own (like files), so that a reset keeps them.
+        scenarios = load_text(scenarios_yaml, "<test>") if scenarios_yaml is not None else []
+        server = MockServer(list(paths), scenarios=scenarios, **options)
         servers.append(server.start())
         return server
 

@@ -31,3 +31,22 @@ def stream_data(url: str, body: dict[str, Any], path: str = "/v1/chat/completion
         assert len(data) == 1, event
         out.append("[DONE]" if data[0] == b"[DONE]" else json.loads(data[0]))
     return out
+
+
+_open_clients: list[Any] = []
+
+
+def openai_client(server: Any, **options: Any) -> Any:
+    """An `openai.OpenAI` client for the server (no retries unless asked); closed after the test by conftest."""
+    import openai
+
+    options.setdefault("max_retries", 0)
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", **options)
+    _open_clients.append(client)
+    return client
+
+
+def close_clients() -> None:
+    """Close every client `openai_client` made, so no socket is left to the garbage collector."""
+    while _open_clients:
+        _open_clients.pop().close()

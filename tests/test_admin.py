@@ -6,6 +6,7 @@ import json
 
 import httpx
 import openai
+from sse_utils import openai_client
 
 from mockllm import MockServer
 
@@ -19,7 +20,7 @@ scenarios:
 
 
 def ask(server: MockServer, prompt: str = "Say hello") -> str | None:
-    client = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=0)
+    client: openai.OpenAI = openai_client(server)
     completion = client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
     return completion.choices[0].message.content
 
@@ -107,7 +108,7 @@ def test_journal_is_bounded(start_server: object) -> None:
 
 
 def test_streamed_request_journal_counts_chunks(examples: MockServer) -> None:
-    client = openai.OpenAI(base_url=examples.openai_base_url, api_key="sk-test")
+    client: openai.OpenAI = openai_client(examples)
     list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Say hello"}], stream=True))
     (entry,) = httpx.get(examples.url + "/_mockllm/requests").json()
     assert entry["stream"] is True

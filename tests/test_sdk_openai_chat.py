@@ -15,7 +15,7 @@ from openai.types.chat import (
     ChatCompletionMessageParam,
     ParsedFunctionToolCall,
 )
-from sse_utils import post_raw, stream_data
+from sse_utils import openai_client, post_raw, stream_data
 
 from mockllm import MockServer
 
@@ -31,8 +31,8 @@ TIME_TOOL: Any = {"type": "function", "function": {"name": "get_time", "paramete
 
 
 def client_for(server: MockServer, **options: Any) -> openai.OpenAI:
-    options.setdefault("max_retries", 0)
-    return openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", **options)
+    client: openai.OpenAI = openai_client(server, **options)
+    return client
 
 
 def chunks_of(server: MockServer, **body: Any) -> list[dict[str, Any]]:

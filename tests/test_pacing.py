@@ -1,0 +1,73 @@
+"""Deadlines: absolute from the request's arrival, seeded jitter clamped at zero, head and tail placement."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from mockllm.pacing import schedule, total_time
+from mockllm.protocols.base import Frame
+from mockllm.scenarios import TimingSpec
+from mockllm.timing import DurationError, parse_duration
+
+HEAD, CONTENT, TAIL = Frame(b"h", "head"), Frame(b"c", "content"), Frame(b"t", "tail")
+
+
+def test_no_timing_sends_everything_at_once() -> None:
+    assert schedule([HEAD, CONTENT, TAIL], None, 1.0, random.Random(0)) == [0.0, 0.0, 0.0]
+
+
+def test_ttft_then_fixed_gaps_with_head_and_tail_placement() -> None:
+    frames = [HEAD, CONTENT, CONTENT, HEAD, CONTENT, TAIL, TAIL]
+    deadlines = schedule(frames, TimingSpec(ttft=0.3, chunk=0.1), 1.0, random.Random(0))
+    assert deadlines == pytest.approx([0.3, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5])
+
+
+def test_time_scale_multiplies_and_zero_is_instant() -> None:
+    timing = TimingSpec(ttft=1, chunk=0.5)
+    assert schedule([CONTENT, CONTENT], timing, 0.5, random.Random(0)) == pytest.approx([0.5, 0.75])
+    assert schedule([CONTENT, CONTENT], timing, 0.0, random.Random(0)) == [0.0, 0.0]
+
+
+def test_headers_delay_bounds_the_first_chunk() -> None:
+    deadlines = schedule([HEAD, CONTENT], TimingSpec(headers=1.0, ttft=0.2), 1.0, random.Random(0))
+    assert deadlines == pytest.approx([1.0, 1.0])
+
+
+def test_tokens_per_second() -> None:
+    deadlines = schedule([CONTENT] * 3, TimingSpec(tokens_per_second=10), 1.0, random.Random(0))
+    assert deadlines == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_jitter_is_seeded_and_never_goes_backwards() -> None:
+    timing = TimingSpec(chunk=0.01, jitter=0.05)
+    first = schedule([CONTENT] * 50, timing, 1.0, random.Random(42))
+    assert first == schedule([CONTENT] * 50, timing, 1.0, random.Random(42))
+    assert first != schedule([CONTENT] * 50, timing, 1.0, random.Random(43))
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert min(gaps) == 0.0  # a negative draw is clamped at zero, so some gaps are exactly zero
+    assert max(gaps) > 0.01
+
+
+def test_deadlines_do_not_accumulate_error() -> None:
+    deadlines = schedule([CONTENT] * 1001, TimingSpec(chunk=0.001), 1.0, random.Random(0))
+    assert deadlines[-1] == pytest.approx(1.0)
+
+
+def test_total_time_of_a_non_streamed_reply() -> None:
+    assert total_time(TimingSpec(ttft=0.2, chunk=0.05), 5, 1.0, random.Random(0)) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("250ms", 0.25), ("1.5s", 1.5), ("2m", 120.0), (3, 3.0), (0.5, 0.5), (".5s", 0.5)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["-1s", -2, "soon", "1h", True, None, "1.5 seconds"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(DurationError, match="250ms"):
+        parse_duration(text)
