@@ -75,16 +75,16 @@ class ServeProcess:
             if remaining <= 0:
                 break
             try:
-                line = self._new.get(timeout=remaining)
+                new = self._new.get(timeout=remaining)
             except queue.Empty:
                 break
-            if line is None:
+            if new is None:
                 ended += 1
                 if ended == len(self._readers):
                     break
                 continue
-            if predicate(line):
-                return line
+            if predicate(new):
+                return new
         raise AssertionError("mockllm serve never logged the expected line; its output:\n" + "\n".join(self.lines))
 
     def records(self) -> list[dict[str, Any]]:
