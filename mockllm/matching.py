@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,51 +74,54 @@ def _messages_check(condition: int | list[Any], messages: list[tuple[str, str]])
     return Check("messages", True, "")
 
 
-def evaluate(when: When, request: ParsedRequest) -> list[Check]:
-    """Every condition of `when` against the request, in a stable order."""
-    checks: list[Check] = []
+def _checks(when: When, request: ParsedRequest) -> Iterator[Check]:
+    """Every condition of `when` against the request, in a stable order, lazily (matching stops at a failure)."""
     if when.api is not None:
         ok = when.api == request.api
-        checks.append(Check("api", ok, "" if ok else f"expected {when.api}, got {request.api}"))
+        yield Check("api", ok, "" if ok else f"expected {when.api}, got {request.api}")
     if when.model is not None:
-        checks.append(_string("model", when.model, request.model))
+        yield _string("model", when.model, request.model)
     if when.stream is not None:
         ok = when.stream == request.stream
-        checks.append(
+        yield (
             Check("stream", ok, "" if ok else f"expected {str(when.stream).lower()}, got {str(request.stream).lower()}")
         )
     if when.prompt is not None:
         if not request.prompts:
-            checks.append(Check("prompt", False, f"expected {when.prompt.describe()}, but the request has no prompt"))
+            yield Check("prompt", False, f"expected {when.prompt.describe()}, but the request has no prompt")
         else:
             failed = next((p for p in request.prompts if not when.prompt.test(p)), None)
-            checks.append(_string("prompt", when.prompt, failed) if failed is not None else Check("prompt", True, ""))
+            yield _string("prompt", when.prompt, failed) if failed is not None else Check("prompt", True, "")
     if when.system is not None:
-        checks.append(_string("system", when.system, request.system))
+        yield _string("system", when.system, request.system)
     if when.messages is not None:
-        checks.append(_messages_check(when.messages, request.messages))
+        yield _messages_check(when.messages, request.messages)
     if when.tools is not None:
         missing = [name for name in when.tools if name not in request.tools]
         detail = f"the request does not offer {', '.join(missing)} (offers: {', '.join(request.tools) or 'none'})"
-        checks.append(Check("tools", not missing, detail if missing else ""))
+        yield Check("tools", not missing, detail if missing else "")
     if when.after_tool is not None:
         ok = when.after_tool in request.tool_results
         got = ", ".join(request.tool_results) or "no tool results after the last assistant message"
-        checks.append(Check("after_tool", ok, "" if ok else f"expected a result of {when.after_tool}, got {got}"))
+        yield Check("after_tool", ok, "" if ok else f"expected a result of {when.after_tool}, got {got}")
     if when.headers is not None:
         for name, condition in when.headers.items():
-            checks.append(_string(f"headers.{name.lower()}", condition, request.headers.get(name.lower())))
+            yield _string(f"headers.{name.lower()}", condition, request.headers.get(name.lower()))
     if when.body is not None:
-        checks.append(_body_check(when.body, request.body))
+        yield _body_check(when.body, request.body)
     if when.turn is not None:
         ok = when.turn == request.turn
-        checks.append(Check("turn", ok, "" if ok else f"expected turn {when.turn}, got {request.turn}"))
-    return checks
+        yield Check("turn", ok, "" if ok else f"expected turn {when.turn}, got {request.turn}")
+
+
+def evaluate(when: When, request: ParsedRequest) -> list[Check]:
+    """Every condition of `when` against the request, in a stable order."""
+    return list(_checks(when, request))
 
 
 def matches(when: When, request: ParsedRequest) -> bool:
     """Do all conditions hold?"""
-    return all(check.passed for check in evaluate(when, request))
+    return all(check.passed for check in _checks(when, request))
 
 
 @dataclass(frozen=True, slots=True)
