@@ -218,7 +218,15 @@ def _serve(args: argparse.Namespace) -> int:
             log.error(
                 "%s", problem, extra={"fields": {"event": "load_error", "file": problem.source, "line": problem.line}}
             )
-        log.error("%s", str(exc).rsplit("\n", 1)[-1], extra={"fields": {"event": "exit", "code": 1}})
+        count = len(exc.problems)
+        log.error(
+            "not serving: %d problem%s in the scenario files; fix %s, then check with `mockllm check %s`",
+            count,
+            "" if count == 1 else "s",
+            "it" if count == 1 else "them",
+            " ".join(args.paths),
+            extra={"fields": {"event": "exit", "code": 1}},
+        )
         return 1
     settings = Settings(
         dialect=args.dialect,
