@@ -7,6 +7,7 @@ frames → the send loop paces them and applies faults.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -294,19 +295,7 @@ class MockApp:
         try:
             parsed = protocol.parse(body, headers)
         except RequestError as exc:
-            return self._error(
-                entry,
-                error_reply(
-                    exc.status,
-                    protocol.API,
-                    dialect,
-                    rid,
-                    type=exc.type,
-                    code=exc.code,
-                    message=exc.message,
-                    param=exc.param,
-                ),
-            )
+            return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
         entry.model, entry.stream = parsed.model, parsed.stream
         forced = headers.get("x-mockllm-scenario")
         try:
@@ -321,7 +310,6 @@ class MockApp:
                     protocol.API,
                     dialect,
                     rid,
-                    type="invalid_request_error",
                     code="scenario_not_found",
                     message=f"The header x-mockllm-scenario names the scenario `{forced}`, but no scenario has that id "
                     f"(loaded: {known}). Fix the header or load the scenario.",
@@ -339,7 +327,6 @@ class MockApp:
                         protocol.API,
                         dialect,
                         rid,
-                        type="invalid_request_error",
                         code="no_scenario_matched",
                         message=entry.miss,
                         should_retry=False,
@@ -349,9 +336,17 @@ class MockApp:
             entry.scenario = selection.scenario.name
             reply = selection.reply
             dialect = selection.scenario.dialect or dialect
+            check = getattr(protocol, "check_reply", None)
+            if check is not None:
+                try:
+                    check(reply, parsed, selection.scenario.name)
+                except RequestError as exc:
+                    return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
         return await self._respond(protocol, parsed, reply, dialect, rid, entry)
 
     def _fallback(self, parsed: ParsedRequest) -> Reply | None:
+        if parsed.api == "embeddings":
+            return Reply()  # embeddings need no scenario: vectors come from a hash of each input
         mode = self.state.settings.fallback
         if mode == "echo":
             return Reply(text=parsed.prompt or "")
@@ -403,9 +398,22 @@ class MockApp:
 
     # -- models ---------------------------------------------------------------------------------------------
 
+    def _model_dialect(self, model_id: str) -> str:
+        """The dialect of a model's card: that of the first scenario naming it with `dialect:`, else the server's."""
+        for scenario in self.state.scenarios.all():
+            if scenario.dialect is None:
+                continue
+            named = {reply.model for reply in scenario.sequence}
+            if scenario.when.model is not None:
+                named.add(scenario.when.model.exact)
+            if model_id in named:
+                return scenario.dialect
+        return self.state.settings.dialect
+
     def _model_card(self, model_id: str) -> dict[str, Any]:
         created = 1700000000
-        if self.state.settings.dialect == "vllm":
+        if self._model_dialect(model_id) == "vllm":
+            # vLLM's ModelCard (wire-formats.md §8.3).
             return {
                 "id": model_id,
                 "object": "model",
@@ -414,7 +422,22 @@ class MockApp:
                 "root": model_id,
                 "parent": None,
                 "max_model_len": 32768,
-                "permission": [],
+                "permission": [
+                    {
+                        "id": "modelperm-" + hashlib.sha256(model_id.encode()).hexdigest()[:32],
+                        "object": "model_permission",
+                        "created": created,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
             }
         return {"id": model_id, "object": "model", "created": created, "owned_by": "system"}
 
@@ -429,7 +452,7 @@ class MockApp:
         dialect = self.state.settings.dialect
         rid = request_id()
         if model_id in self.state.model_ids():
-            return _json(self._model_card(model_id), headers=_openai_headers(dialect, rid))
+            return _json(self._model_card(model_id), headers=_openai_headers(self._model_dialect(model_id), rid))
         known = ", ".join(self.state.model_ids()) or "none"
         error = error_reply(
             404,
@@ -526,6 +549,13 @@ class MockApp:
         app = Starlette(routes=routes)
         app.state.mock = self.state
         return app
+
+
+def _request_error(exc: RequestError, api: str, dialect: str, rid: str) -> ErrorReply:
+    """A request the real API would refuse, in the protocol's and the dialect's error shape."""
+    return error_reply(
+        exc.status, api, dialect, rid, type=exc.type, code=exc.code, message=exc.message, param=exc.param
+    )
 
 
 def _admin_error(status: int, message: str) -> Response:

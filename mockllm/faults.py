@@ -95,6 +95,7 @@ def error_reply(
     should_retry: bool | None = None,
     headers: dict[str, str] | None = None,
     raw_body: Any = None,
+    explicit_code: bool = False,
 ) -> ErrorReply:
     """An error in the shape of the request's protocol, with the status's usual type and message."""
     out: dict[str, str] = {}
@@ -109,9 +110,10 @@ def error_reply(
     elif dialect == "vllm":
         kind = type or _VLLM.get(status, "InternalServerError" if status >= 500 else "BadRequestError")
         text = message or _OPENAI.get(status, ("", None, "Error"))[2]
-        payload = {
-            "error": {"message": text, "type": kind, "param": param, "code": code if code is not None else status}
-        }
+        # vLLM's `code` is the int HTTP status; OpenAI's string codes (`invalid_type`, `model_not_found` ...) that
+        # mockllm's own errors carry give way to it. A code a scenario sets is the user's choice and is kept.
+        shown = code if code is not None and (explicit_code or isinstance(code, int)) else status
+        payload = {"error": {"message": text, "type": kind, "param": param, "code": shown}}
     else:
         default_type, default_code, default_message = _OPENAI.get(
             status, ("server_error" if status >= 500 else "invalid_request_error", None, "Error")
@@ -159,6 +161,7 @@ def scenario_error(spec: ErrorSpec, api: str, dialect: str, request_id: str) -> 
         should_retry=spec.should_retry,
         headers=headers,
         raw_body=spec.body,
+        explicit_code=True,
     )
 
 

@@ -11,6 +11,7 @@ import difflib
 import fnmatch
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -316,6 +317,26 @@ class Reply(ChoiceSpec):
     error: ErrorSpec | None = None
     fault: FaultSpec | None = None
     raw: dict[str, Any] | None = None
+
+    @field_validator("vectors")
+    @classmethod
+    def _vectors_shape(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("`vectors` is empty; give one list of numbers per input, like [[0.6, 0.8]]")
+        size = len(value[0])
+        for index, vector in enumerate(value):
+            if not vector:
+                raise ValueError(f"vectors[{index}] is empty; give each vector at least one number")
+            if len(vector) != size:
+                raise ValueError(
+                    f"vectors[{index}] has {len(vector)} numbers but vectors[0] has {size}; every vector needs the "
+                    f"same number of dimensions"
+                )
+            if not all(math.isfinite(number) for number in vector):
+                raise ValueError(f"vectors[{index}] holds a number that is not finite; use finite numbers only")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Reply:

@@ -69,6 +69,9 @@ class ParsedRequest:
     stop: list[str] = field(default_factory=list)
     include_usage: bool = False
     prompt_tokens: int = 0
+    logprobs: int | None = None  # how many top log probabilities a token carries; None when not asked for
+    echo: bool = False  # /v1/completions: the prompt comes back before the completion
+    inputs: list[str | list[int]] = field(default_factory=list)  # completions prompts, embeddings inputs, as sent
 
     @property
     def prompt(self) -> str | None:
@@ -128,6 +131,7 @@ class Plan:
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
+    vectors: list[list[float]] | None = None  # embeddings fixed by the scenario
 
     @property
     def total_tokens(self) -> int:
@@ -237,6 +241,7 @@ def plan_reply(reply: Reply, request: ParsedRequest, count: int | None = None) -
         completion_tokens=usage.completion_tokens if usage and usage.completion_tokens is not None else completion,
         cached_tokens=usage.cached_tokens if usage and usage.cached_tokens is not None else 0,
         reasoning_tokens=usage.reasoning_tokens if usage and usage.reasoning_tokens is not None else reasoning,
+        vectors=reply.vectors,
     )
 
 
@@ -277,7 +282,7 @@ def require_object(body: Any) -> dict[str, Any]:
     return body
 
 
-def optional_int(body: Mapping[str, Any], key: str, minimum: int = 0) -> int | None:
+def optional_int(body: Mapping[str, Any], key: str, minimum: int = 0, maximum: int | None = None) -> int | None:
     """An optional integer parameter, validated as the real API does."""
     value = body.get(key)
     if value is None:
@@ -292,7 +297,98 @@ def optional_int(body: Mapping[str, Any], key: str, minimum: int = 0) -> int | N
             param=key,
             code="integer_below_min_value",
         )
+    if maximum is not None and value > maximum:
+        raise RequestError(
+            f"Invalid '{key}': integer above maximum value. Expected a value <= {maximum}, but got {value} instead.",
+            param=key,
+            code="integer_above_max_value",
+        )
     return value
+
+
+def optional_number(body: Mapping[str, Any], key: str, minimum: float, maximum: float) -> float | None:
+    """An optional decimal parameter within [minimum, maximum], refused in OpenAI's words when outside."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(
+            f"Invalid type for '{key}': expected a decimal, but got {type_name(value)} instead.",
+            param=key,
+            code="invalid_type",
+        )
+    # json.loads accepts NaN and Infinity; no real server does.
+    if value != value or value < minimum:
+        raise RequestError(
+            f"Invalid '{key}': decimal below minimum value. Expected a value >= {minimum:g}, but got {value} instead.",
+            param=key,
+            code="decimal_below_min_value",
+        )
+    if value > maximum:
+        raise RequestError(
+            f"Invalid '{key}': decimal above maximum value. Expected a value <= {maximum:g}, but got {value} instead.",
+            param=key,
+            code="decimal_above_max_value",
+        )
+    return float(value)
+
+
+def optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
+    """An optional boolean parameter (no truthy strings or numbers, as the real APIs)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise RequestError(
+            f"Invalid type for '{key}': expected a boolean, but got {type_name(value)} instead.",
+            param=key,
+            code="invalid_type",
+        )
+    return value
+
+
+def check_sampling(body: Mapping[str, Any]) -> None:
+    """The sampling parameters OpenAI and vLLM document, checked for type and range (chat and completions).
+
+    They do not change a scripted answer, but a client that sends `temperature: 3` must get the 400 the real
+    server sends, naming the parameter.
+    """
+    optional_number(body, "temperature", 0, 2)
+    optional_number(body, "top_p", 0, 1)
+    optional_number(body, "frequency_penalty", -2, 2)
+    optional_number(body, "presence_penalty", -2, 2)
+    optional_int(body, "seed", minimum=-(2**63), maximum=2**63 - 1)
+    # vLLM's own sampling parameters, sent through `extra_body`. OpenAI refuses them as unrecognized, but the
+    # dialect is only known once a scenario matched, so they are accepted (and checked) in both.
+    optional_bool(body, "ignore_eos")
+    optional_bool(body, "skip_special_tokens")
+    optional_int(body, "top_k", minimum=-1)
+    optional_number(body, "min_p", 0, 1)
+    optional_int(body, "min_tokens", minimum=0)
+    repetition = optional_number(body, "repetition_penalty", 0, 2**31)
+    if repetition == 0:
+        raise RequestError(
+            "Invalid 'repetition_penalty': expected a value > 0, but got 0 instead.",
+            param="repetition_penalty",
+            code="decimal_below_min_value",
+        )
+    bias = body.get("logit_bias")
+    if bias is not None and not (
+        isinstance(bias, Mapping)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and -100 <= v <= 100 for v in bias.values())
+    ):
+        raise RequestError(
+            "Invalid 'logit_bias': expected an object that maps token ids to numbers from -100 to 100.",
+            param="logit_bias",
+            code="invalid_value",
+        )
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise RequestError(
+            f"Invalid type for 'user': expected a string, but got {type_name(user)} instead.",
+            param="user",
+            code="invalid_type",
+        )
 
 
 def stop_list(body: Mapping[str, Any]) -> list[str]:

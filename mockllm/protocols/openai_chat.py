@@ -10,13 +10,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..tokens import count_message_tokens
+from ..tokens import count_message_tokens, tokenize
+from . import logprobs
 from .base import (
     ChoicePlan,
     Frame,
     ParsedRequest,
     Plan,
     RequestError,
+    check_sampling,
     compact,
     content_text,
     include_usage,
@@ -85,6 +87,8 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
     max_tokens = optional_int(body, "max_completion_tokens", minimum=1)
     if max_tokens is None:
         max_tokens = optional_int(body, "max_tokens", minimum=1)
+    check_sampling(body)
+    top_logprobs = logprobs.chat_request(body)
     tools = _tool_names(body.get("tools"))
     texts = [(str(m["role"]), content_text(m.get("content"))) for m in messages]
     user = [text for role, text in texts if role == "user"]
@@ -106,6 +110,7 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
         stop=stop_list(body),
         include_usage=include_usage(body),
         prompt_tokens=count_message_tokens(messages),
+        logprobs=top_logprobs,
     )
 
 
@@ -262,6 +267,58 @@ def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any],
     return deltas
 
 
+def _entries(pieces: list[str], top: int, start: int = 0) -> list[dict[str, Any]]:
+    """One logprobs entry per token of `pieces`, positions counted from `start`."""
+    tokens = [token for piece in pieces for token in tokenize(piece)]
+    return [logprobs.chat_entry(token, start + i, top) for i, token in enumerate(tokens)]
+
+
+def _delta_logprobs(
+    deltas: list[tuple[dict[str, Any], str]], top: int | None, vllm: bool
+) -> list[dict[str, Any] | None]:
+    """The `logprobs` of each delta (wire-formats.md §2.2 "Logprobs"): null unless the request asked for them.
+
+    OpenAI opens with `{"content":[],"refusal":null}` (or the lists under `refusal` in a refusal) and puts one
+    entry per token in each content chunk; vLLM sends null on the role chunk and `{"content":[...]}` after.
+    """
+    if top is None:
+        return [None] * len(deltas)
+    out: list[dict[str, Any] | None] = []
+    seen = {"content": 0, "refusal": 0}
+    for delta, _kind in deltas:
+        if "role" in delta:
+            if not vllm and delta.get("refusal") == "":
+                out.append({"content": None, "refusal": []})
+            elif not vllm and delta.get("content") == "":
+                out.append({"content": [], "refusal": None})
+            else:
+                out.append(None)
+            continue
+        key = "content" if "content" in delta else "refusal" if "refusal" in delta else None
+        if key is None or (vllm and key == "refusal"):
+            out.append(None)
+            continue
+        entries = _entries([delta[key]], top, seen[key])
+        seen[key] += len(entries)
+        if vllm:
+            out.append({"content": entries})
+        elif key == "content":
+            out.append({"content": entries, "refusal": None})
+        else:
+            out.append({"content": None, "refusal": entries})
+    return out
+
+
+def _choice_logprobs(choice: ChoicePlan, top: int | None, vllm: bool) -> dict[str, Any] | None:
+    """The `logprobs` of a non-streamed choice: the same entries the stream carries, in one list."""
+    if top is None:
+        return None
+    content = _entries(choice.text, top) if choice.text or not choice.refusal else None
+    if vllm:
+        return {"content": content or []}
+    return {"content": content, "refusal": _entries(choice.refusal, top) if choice.refusal else None}
+
+
 def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Frame]:
     """The SSE frames of a streamed reply, ending with `data: [DONE]`."""
     vllm = dialect == "vllm"
@@ -276,6 +333,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
         return Frame(prefix + compact(choice) + suffix, kind)  # type: ignore[arg-type]
 
     per_choice = [_choice_deltas(choice, vllm) for choice in plan.choices]
+    per_logprobs = [_delta_logprobs(deltas, request.logprobs, vllm) for deltas in per_choice]
     frames: list[Frame] = []
     # n > 1: choices interleave, one chunk each, index 0 first (capture chat-stream-json-schema-n3.sse). OpenAI
     # sends each choice's role chunk right before that choice's first content chunk, so the stream opens with
@@ -283,9 +341,9 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     lead = 1 if vllm else 2
     rounds = [(0, lead), *((position, position + 1) for position in range(lead, max(map(len, per_choice))))]
     for start, stop in rounds:
-        for choice, deltas in zip(plan.choices, per_choice, strict=True):
-            for delta, kind in deltas[start:stop]:
-                body = {"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}
+        for choice, deltas, probs in zip(plan.choices, per_choice, per_logprobs, strict=True):
+            for (delta, kind), logprob in zip(deltas[start:stop], probs[start:stop], strict=True):
+                body = {"index": choice.index, "delta": delta, "logprobs": logprob, "finish_reason": None}
                 frames.append(frame(body, kind))
     for choice in plan.choices:
         finish: dict[str, Any] = {
@@ -325,7 +383,7 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
         entry: dict[str, Any] = {
             "index": choice.index,
             "message": message,
-            "logprobs": None,
+            "logprobs": _choice_logprobs(choice, request.logprobs, vllm),
             "finish_reason": choice.finish_reason,
         }
         if vllm:
