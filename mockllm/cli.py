@@ -23,9 +23,9 @@ def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give 0 or more, like 0.5") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; use 0 or more")
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; give 0 or more")
     return value
 
 
@@ -33,7 +33,7 @@ def _port(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give 0-65535 (0 picks a free port)") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535; 0 picks a free port)")
     return value
@@ -43,9 +43,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give 1 or more") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+        raise argparse.ArgumentTypeError(f"{value} is too small; give 1 or more")
     return value
 
 
@@ -53,7 +53,7 @@ def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number like 42") from None
 
 
 def _duration(text: str) -> float:
@@ -77,7 +77,8 @@ def _flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; write 1, true, yes or on (0, false, no or off)")
 
 
-# option name -> (type, default, help); every one is also read from MOCKLLM_<NAME> (dashes as underscores).
+# option name -> (type, default, help, choices). Each is also read from the environment variable MOCKLLM_<NAME>
+# (upper case, dashes as underscores) when the flag is not given; the flag wins.
 SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | None]] = {
     "host": (str, "127.0.0.1", "address to listen on (0.0.0.0 for every interface)", None),
     "port": (_port, 8000, "port to listen on; 0 picks a free one", None),
@@ -88,7 +89,7 @@ SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | N
     "fallback": (str, "error", "what to answer when no scenario matches", ("error", "echo", "lorem")),
     "log-level": (str, "info", "log level", LOG_LEVELS),
     "log-format": (str, "plain", "log lines as plain text or one JSON object each", LOG_FORMATS),
-    "grace": (_duration, 10.0, "on SIGTERM, how long streams in flight may take to finish (10s, 500ms)", None),
+    "grace": (_duration, "10s", "on SIGTERM, how long streams in flight may take to finish (10s, 500ms)", None),
 }
 # Boolean switches: `--NAME` turns it on; MOCKLLM_<NAME>=1/true/yes/on (or 0/false/no/off) sets the default.
 SERVE_SWITCHES: dict[str, str] = {
@@ -96,8 +97,13 @@ SERVE_SWITCHES: dict[str, str] = {
 }
 
 
+def env_variable(name: str) -> str:
+    """The environment variable of a `serve` option: `time-scale` -> `MOCKLLM_TIME_SCALE`."""
+    return "MOCKLLM_" + name.upper().replace("-", "_")
+
+
 def _env_default(name: str, kind: Callable[[str], Any], default: Any, choices: Sequence[str] | None) -> Any:
-    variable = "MOCKLLM_" + name.upper().replace("-", "_")
+    variable = env_variable(name)
     raw = os.environ.get(variable)
     if raw is None:
         return default
@@ -106,8 +112,26 @@ def _env_default(name: str, kind: Callable[[str], Any], default: Any, choices: S
     except argparse.ArgumentTypeError as exc:
         raise SystemExit(_usage_error(f"{variable}={raw!r}: {exc}")) from None
     if choices is not None and value not in choices:
-        raise SystemExit(_usage_error(f"{variable}={raw!r}: choose from {', '.join(choices)}"))
+        raise SystemExit(_usage_error(f"{variable}={raw!r} is not one of {', '.join(choices)}; set one of them"))
     return value
+
+
+def _fill_from_environment(args: argparse.Namespace) -> None:
+    """Every `serve` option left off the command line takes its MOCKLLM_<OPTION> variable, else its default."""
+    for name, (kind, default, _, choices) in SERVE_OPTIONS.items():
+        attribute = name.replace("-", "_")
+        if getattr(args, attribute) is None:
+            setattr(
+                args,
+                attribute,
+                _env_default(name, kind, kind(default) if isinstance(default, str) else default, choices),
+            )
+    for name in SERVE_SWITCHES:
+        attribute = name.replace("-", "_")
+        if getattr(args, attribute) is None:
+            setattr(args, attribute, _env_default(name, _flag, False, None))
+    if args.model is None:
+        args.model = [m.strip() for m in os.environ.get(env_variable("model"), "").split(",") if m.strip()]
 
 
 def _usage_error(message: str) -> int:
@@ -136,18 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_argument(
             f"--{name}",
             type=kind,
-            default=_env_default(name, kind, default, choices),
+            default=None,  # None: not given; `parse_args` fills it from the environment or the default
             choices=choices,
-            help=f"{text} (default: %(default)s)",
+            help=f"{text} (default: {default}; env {env_variable(name)})",
         )
     for name, text in SERVE_SWITCHES.items():
-        serve.add_argument(f"--{name}", action="store_true", default=_env_default(name, _flag, False, None), help=text)
+        serve.add_argument(f"--{name}", action="store_true", default=None, help=f"{text} (env {env_variable(name)})")
     serve.add_argument(
         "--model",
         action="append",
         default=None,
         metavar="NAME",
-        help="an extra model id for /v1/models (repeatable; MOCKLLM_MODEL takes a comma list)",
+        help="an extra model id for /v1/models (repeatable; env MOCKLLM_MODEL, a comma-separated list)",
     )
 
     check = commands.add_parser("check", help="validate scenario files and report every problem")
@@ -208,9 +232,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .scenarios import ScenarioError, load_scenarios
     from .server import bind_socket, uvicorn_config
 
-    models = args.model
-    if models is None:
-        models = [m for m in os.environ.get("MOCKLLM_MODEL", "").split(",") if m]
+    models = list(args.model or [])
     try:
         scenarios = load_scenarios(args.paths)
     except ScenarioError as exc:
@@ -297,10 +319,18 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """Stand-in handler that uvicorn's re-raised stop signal lands on once the server has shut down."""
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; `serve` options left off it come from MOCKLLM_<OPTION> (exit 2 on a bad value)."""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        _fill_from_environment(args)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mockllm` command; returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
     if args.command == "check":
