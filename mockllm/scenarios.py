@@ -84,10 +84,22 @@ class StringCondition(_Model):
             return {"exact": value}
         if isinstance(value, Mapping):
             ops = [key for key in value if key in _STRING_OPS]
+            unknown = [str(key) for key in value if key not in _STRING_OPS]
+            close = difflib.get_close_matches(unknown[0], _STRING_OPS[1:], n=1, cutoff=0.6) if unknown else []
+            if len(value) == 1 and close:
+                raise ValueError(
+                    f"unknown key `{unknown[0]}` in a string condition (a plain string is an exact match, or use "
+                    f"one of contains, regex, glob); did you mean `{close[0]}`?"
+                )
+            if len(value) == 1 and unknown:
+                raise ValueError(
+                    f"unknown key `{unknown[0]}` in a string condition; write a plain string (an exact match) or "
+                    f"use one of contains, regex, glob"
+                )
             if len(value) != 1 or len(ops) != 1:
                 raise ValueError(
-                    f"a string condition is a plain string or a mapping with exactly one of "
-                    f"{', '.join(_STRING_OPS[1:])}; got keys {', '.join(map(str, value)) or '(none)'}"
+                    f"a string condition takes exactly one of contains, regex, glob, got "
+                    f"{', '.join(map(str, value)) or 'none'}; keep one"
                 )
             return value
         raise ValueError(
@@ -185,7 +197,10 @@ class ToolCallSpec(_Model):
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise ValueError(f"arguments are a mapping (dumped as JSON) or a string, got {value!r}")
+            raise ValueError(
+                f"arguments are a mapping (dumped as JSON) or a string, got {value!r}; write {{city: Oslo}} or a "
+                f"JSON string"
+            )
         return value
 
     @model_validator(mode="after")
@@ -196,7 +211,7 @@ class ToolCallSpec(_Model):
                 self.arguments = joined
             elif joined != self.arguments:
                 raise ValueError(
-                    "the argument chunks do not join to the arguments; give only `chunks`, or make them agree"
+                    "@chunks: the argument chunks do not join to the arguments; give only `chunks`, or make them agree"
                 )
         return self
 
@@ -228,7 +243,7 @@ class TimingSpec(_Model):
     @model_validator(mode="after")
     def _one_rate(self) -> TimingSpec:
         if self.chunk is not None and self.tokens_per_second is not None:
-            raise ValueError("give either `chunk` or `tokens_per_second`, not both")
+            raise ValueError("@tokens_per_second: give either `chunk` or `tokens_per_second`, not both; drop one")
         return self
 
     def gap(self) -> float:
@@ -280,7 +295,9 @@ class ChoiceSpec(_Model):
     @model_validator(mode="after")
     def _text_or_chunks(self) -> ChoiceSpec:
         if self.text is not None and self.chunks is not None:
-            raise ValueError("give either `text` (split by the tokenizer) or `chunks` (explicit), not both")
+            raise ValueError(
+                "@chunks: give either `text` (split by the tokenizer) or `chunks` (explicit), not both; drop one"
+            )
         return self
 
     def content_pieces(self) -> list[str]:
@@ -345,16 +362,18 @@ class Reply(ChoiceSpec):
         ]
         if self.error is not None and self.error.probability is None and content:
             raise ValueError(
-                f"an `error` reply sends no content, but {', '.join(content)} is given; drop one, "
+                f"@error: an `error` reply sends no content, but {', '.join(content)} is given; drop one, "
                 f"or give the error a `probability`"
             )
         if self.choices is not None and any(getattr(self, key) is not None for key in ("text", "chunks", "refusal")):
-            raise ValueError("give the content either in `choices` (one per choice) or at the top, not both")
+            raise ValueError(
+                "@choices: give the content either in `choices` (one per choice) or at the top, not both; drop one"
+            )
         if self.fault is not None and self.fault.after > 0:
             available = min(choice.content_chunk_count() for choice in self.all_choices())
             if self.fault.after > available:
                 raise ValueError(
-                    f"fault.after is {self.fault.after} but the reply has only {available} content chunk"
+                    f"@fault.after: `after` is {self.fault.after}, but the reply has only {available} content chunk"
                     f"{'' if available == 1 else 's'}; use a number from 0 to {available}"
                 )
         return self
@@ -375,13 +394,18 @@ class Scenario(_Model):
     dialect: Literal["openai", "vllm"] | None = None
     _source: str = PrivateAttr(default="<runtime>")
     _line: int = PrivateAttr(default=0)
+    _index: int = PrivateAttr(default=-1)
 
     @model_validator(mode="after")
     def _one_reply(self) -> Scenario:
-        if (self.reply is None) == (self.replies is None):
-            raise ValueError("give exactly one of `reply` (one answer) or `replies` (a sequence)")
+        if self.reply is None and self.replies is None:
+            raise ValueError("a scenario needs `reply` (one answer) or `replies` (a sequence); add one")
+        if self.reply is not None and self.replies is not None:
+            raise ValueError("@replies: give either `reply` (one answer) or `replies` (a sequence), not both; drop one")
         if self.then is not None and self.replies is None:
-            raise ValueError("`then` applies only to a `replies` sequence; drop it, or turn `reply` into `replies`")
+            raise ValueError(
+                "@then: `then` applies only to a `replies` sequence; drop it, or turn `reply` into `replies`"
+            )
         return self
 
     @property
@@ -465,9 +489,11 @@ class _Lines:
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int) -> None:
+    def __init__(self, key: str, line: int, path: tuple[str | int, ...], first: int) -> None:
         self.key = key
         self.line = line
+        self.path = path
+        self.first = first
 
 
 def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines) -> Any:
@@ -479,7 +505,7 @@ def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines) -> A
             if not isinstance(key, str | int | float | bool) or key is None:
                 key = str(key)
             if key in result:
-                raise _DuplicateKey(str(key), key_node.start_mark.line + 1)
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1, (*path, key), lines.key_lines[(*path, key)])
             lines.key_lines[(*path, key)] = key_node.start_mark.line + 1
             result[key] = _construct(value_node, (*path, key), lines)
         return result
@@ -501,8 +527,15 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        detail = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise ScenarioError([Problem(source, line, "", f"YAML syntax error: {detail}; fix the YAML")]) from None
+        context = exc.context or ""
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" (from line {exc.context_mark.line + 1})"
+        detail = ", ".join(part for part in (context, exc.problem) if part)
+        if "'\\t'" in (exc.problem or ""):
+            fix = "indent with spaces: YAML does not allow tabs"
+        else:
+            fix = f"check the indentation, brackets and quotes around line {line}"
+        raise ScenarioError([Problem(source, line, "", f"YAML syntax error: {detail}; {fix}")]) from None
     except yaml.YAMLError as exc:
         raise ScenarioError([Problem(source, 0, "", f"YAML error: {exc}")]) from None
     if node is None:
@@ -510,9 +543,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
     try:
         return _construct(node, (), lines), lines
     except _DuplicateKey as exc:
-        raise ScenarioError(
-            [Problem(source, exc.line, "", f"the key {exc.key!r} appears twice in one mapping; keep one")]
-        ) from None
+        message = f"the key `{exc.key}` appears twice in this mapping (first on line {exc.first}); keep one"
+        raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
 
 
 def _format_path(path: Iterable[str | int]) -> str:
@@ -573,33 +605,121 @@ def _model_at(data: Any, path: tuple[str | int, ...]) -> type[BaseModel] | None:
     return model
 
 
+# What a pydantic type error expects, in the words of a YAML file.
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"), "greater_than": (">", "gt")}
+
+
+def _describe(value: Any) -> str:
+    """A value from a YAML file, with its YAML type: `the string 'two'`, `a list [1, 2]`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        kind = "the boolean"
+    elif isinstance(value, int):
+        kind = "the integer"
+    elif isinstance(value, float):
+        kind = "the number"
+    elif isinstance(value, str):
+        kind = "the string"
+    elif isinstance(value, list):
+        kind = "a list"
+    elif isinstance(value, Mapping):
+        kind = "a mapping"
+    else:
+        kind = type(value).__name__
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
+def _suggestion(data: Any, loc: tuple[str | int, ...]) -> str | None:
+    """For an unknown key at `loc`, the closest valid key of its mapping, if any is close."""
+    parent = _model_at(data, loc[:-1])
+    if parent is None:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), _fields_of(parent), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _type_hint(kind: str, value: Any, loc: tuple[str | int, ...]) -> str:
+    key = loc[-1] if loc else None
+    if kind == "string_type" and isinstance(value, int | float | bool):
+        return "; quote it if you meant the string"
+    if kind == "list_type" and loc == ("scenarios",):
+        return "; write each scenario as a `- ` item under `scenarios:`"
+    if kind == "list_type" and isinstance(value, str | int | float):
+        return f"; write it as a list, like [{value}]"
+    in_reply = key == "reply" or (isinstance(key, int) and loc[-2:-1] == ("replies",))
+    if kind.startswith("model") and in_reply and isinstance(value, str):
+        return f"; write `{{text: {value}}}` for a text reply"
+    if kind.startswith("model") and len(loc) == 2 and loc[0] == "scenarios":
+        return "; each scenario is a mapping with `id`, `when` and `reply`"
+    return ""
+
+
 def _friendly(error: Mapping[str, Any], data: Any, loc: tuple[str | int, ...]) -> str:
     kind = error["type"]
     message = str(error["msg"])
+    value = error.get("input")
+    key = loc[-1] if loc else None
     if kind == "extra_forbidden" and loc:
-        key = loc[-1]
         parent = _model_at(data, loc[:-1])
-        hint = ""
-        if parent is not None:
-            candidates = _fields_of(parent)
-            close = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
-            hint = f"; did you mean `{close[0]}`?" if close else f"; valid keys here: {', '.join(candidates)}"
+        close = _suggestion(data, loc)
+        if close is not None:
+            hint = f"; did you mean `{close}`?"
+        elif parent is not None:
+            hint = f"; valid keys here: {', '.join(_fields_of(parent))}"
+        else:
+            hint = "; remove it"
         return f"unknown key `{key}`{hint}"
     if kind == "missing":
-        return f"`{loc[-1] if loc else '?'}` is required here"
+        if loc == ("version",):
+            return "`version` is missing; start the file with `version: 1`"
+        return f"`{key if key is not None else '?'}` is required here; add it"
     if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"{error.get('input')!r} is not valid; use one of {expected}"
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        if loc == ("version",):
+            quoted = " (a number, without quotes)" if isinstance(value, str) and value.strip() == "1" else ""
+            return f"version {value!r} is not supported; write `version: 1`{quoted}"
+        choices = re.findall(r"'([^']*)'", expected)
+        nearest = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.7) if isinstance(value, str) else []
+        label = f"`{key}`" if isinstance(key, str) else "value"
+        if nearest:
+            return f"{value!r} is not a valid {label} (one of {', '.join(choices)}); did you mean `{nearest[0]}`?"
+        return f"{value!r} is not a valid {label}; use one of {', '.join(choices) or expected}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_describe(value)}{_type_hint(kind, value, loc)}"
+    if kind in _BOUNDS or kind == "less_than":
+        if key == "probability":
+            return f"a probability is a number from 0 to 1, got {value!r}; use 0.25 for a quarter of the requests"
+        if key == "status":
+            return f"an error status is from 400 to 599, got {value!r}; use 429, 500 or 503, for example"
+        op, name = _BOUNDS.get(kind, ("<", "lt"))
+        limit = error.get("ctx", {}).get(name)
+        return f"expected a number {op} {limit}, got {value!r}"
+    if kind == "too_short" and key == "replies":
+        return "`replies` is empty; give at least one reply, or use `reply`"
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "string_type", "bool_type", "bool_parsing"):
-        message = f"{message}, got {error.get('input')!r}"
     return message
 
 
 def _problems_from(exc: ValidationError, data: Any, lines: _Lines, source: str) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    found: list[tuple[tuple[str | int, ...], str, str]] = []
+    suggested: set[tuple[str | int, ...]] = set()
     for error in exc.errors():
         loc = _resolve_loc(data, tuple(error["loc"]))
         if error["type"] == "extra_forbidden" or error["type"] == "missing":
@@ -607,6 +727,26 @@ def _problems_from(exc: ValidationError, data: Any, lines: _Lines, source: str) 
             raw = tuple(error["loc"])
             loc = (*_resolve_loc(data, raw[:-1]), raw[-1]) if raw else loc
         text = _friendly(error, data, loc)
+        if text.startswith("@"):
+            # A model validator names the key its message is about: `@fault.after: message`.
+            where, text = text[1:].split(": ", 1)
+            loc = _resolve_loc(data, (*loc, *where.split(".")))
+        if error["type"] == "extra_forbidden" and loc:
+            close = _suggestion(data, loc)
+            if close is not None:
+                suggested.add((*loc[:-1], close))
+        found.append((loc, error["type"], text))
+    # A value of the wrong shape for a union (`messages: int | list`) fails every member: when one member got
+    # further (an error deeper inside the value), the others' type errors are noise. A required key that a
+    # misspelt sibling is suggested for is reported once, as the misspelling.
+    deeper = {loc[:i] for loc, _, _ in found for i in range(len(loc))}
+    problems: list[Problem] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for loc, kind, text in found:
+        if kind in _EXPECTED and loc in deeper:
+            continue
+        if kind == "missing" and loc in suggested:
+            continue
         if (loc, text) in seen:
             continue
         seen.add((loc, text))
@@ -633,6 +773,7 @@ def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scena
     for index, scenario in enumerate(document.scenarios):
         scenario._source = source
         scenario._line = lines.line_of(("scenarios", index))
+        scenario._index = index
         if scenario.id is None:
             # Unnamed scenarios get a stable id from their file, or a fresh one when added at runtime.
             scenario.id = f"runtime-{next(_runtime_ids)}" if runtime else f"{Path(source).stem}-{index + 1}"
@@ -656,7 +797,8 @@ def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem 
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
             if not found:
-                yield path, Problem(str(path), 0, "", "the folder holds no .yaml, .yml or .json scenario files")
+                empty = "the folder holds no .yaml, .yml or .json scenario files; add one or pass another path"
+                yield path, Problem(str(path), 0, "", empty)
             for file in found:
                 yield file, None
         elif path.is_file():
@@ -691,9 +833,9 @@ def duplicate_id_problems(scenarios: Iterable[Scenario]) -> list[Problem]:
                 Problem(
                     scenario._source,
                     scenario._line,
-                    "id",
+                    f"scenarios[{scenario._index}].id" if scenario._index >= 0 else "id",
                     f"the id `{scenario.name}` is already used by the scenario at {earlier.location}; "
-                    f"ids must be unique",
+                    f"rename one (ids must be unique)",
                 )
             )
     return problems
