@@ -35,7 +35,7 @@ def _port(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give 0-65535 (0 picks a free port)") from None
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535; 0 picks a free port)")
+        raise argparse.ArgumentTypeError(f"{value} is not a port number; give 0-65535 (0 picks a free port)")
     return value
 
 
