@@ -1,0 +1,55 @@
+"""examples/node: the official `openai` npm package against the mock (run when node and npm are installed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, StartServer
+
+EXAMPLE = ROOT / "examples" / "node"
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+
+pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node and npm are not installed")
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A copy of the example with its locked dependencies installed (npm's cache makes this quick after once)."""
+    assert NPM is not None
+    copy = tmp_path / "node"
+    copy.mkdir()
+    for name in ("package.json", "package-lock.json", "chat.mjs"):
+        shutil.copy2(EXAMPLE / name, copy / name)
+    done = subprocess.run(
+        [NPM, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"npm ci failed (is the npm registry reachable?):\n{done.stdout}\n{done.stderr}"
+    return copy
+
+
+def test_the_node_example_streams_and_handles_a_429(example: Path, start_server: StartServer) -> None:
+    assert NODE is not None
+    server = start_server(ROOT / "scenarios")
+    env = {**os.environ, "OPENAI_BASE_URL": server.openai_base_url, "OPENAI_API_KEY": "sk-test"}
+    done = subprocess.run(
+        [NODE, "chat.mjs"], cwd=example, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "streamed 10 chunks: Hello there! How can I help you today?",
+        "attempt 1: 429 rate limited (rate_limit_exceeded); retrying after 1000 ms",
+        "attempt 2: 503 server error; retrying",
+        "attempt 3: Finally!",
+    ]
+    journal = [(e.scenario, e.stream, e.status) for e in server.state.journal.entries()]
+    assert journal == [("greet", True, 200), ("flaky", False, 429), ("flaky", False, 503), ("flaky", False, 200)]
