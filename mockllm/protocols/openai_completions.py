@@ -108,7 +108,7 @@ def prompt_list(value: Any, key: str = "prompt") -> list[str | list[int]]:
         raise RequestError(f"Missing required parameter: '{key}'.", param=key, code="missing_required_parameter")
     if isinstance(value, str):
         items: list[Any] = [value]
-    elif isinstance(value, list) and value and all(_is_token(item) for item in value):
+    elif isinstance(value, list) and value and all(_is_int(item) for item in value):
         items = [value]  # one prompt given as token ids
     elif isinstance(value, list):
         items = value
@@ -136,7 +136,14 @@ def prompt_list(value: Any, key: str = "prompt") -> list[str | list[int]]:
         where = f"{key}[{index}]" if items is value else key
         if isinstance(item, str):
             out.append(item)
-        elif isinstance(item, list) and item and all(_is_token(token) for token in item):
+        elif isinstance(item, list) and item and all(_is_int(token) for token in item):
+            negative = min(0, *item)
+            if negative < 0:
+                raise RequestError(
+                    f"Invalid '{where}': token ids are integers from 0 up, but got {negative}.",
+                    param=where,
+                    code="invalid_value",
+                )
             out.append(list(item))
         elif isinstance(item, list) and not item:
             raise RequestError(
@@ -154,8 +161,8 @@ def prompt_list(value: Any, key: str = "prompt") -> list[str | list[int]]:
     return out
 
 
-def _is_token(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------------------------------------------------
