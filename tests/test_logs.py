@@ -74,7 +74,7 @@ def test_configure_logging_formats_uvicorn_lines_too_and_replaces_itself() -> No
     first, second = io.StringIO(), io.StringIO()
     configure_logging("json", "info", stream=first)
     configure_logging("json", "info", stream=second)  # replaces the first handler, does not add one
-    logging.getLogger("uvicorn.error").info("Started server process [1]")
+    logging.getLogger("uvicorn.error").warning("Started server process [1]")  # its level is uvicorn's to set
     logging.getLogger("mockllm").debug("not at info level")
     assert first.getvalue() == ""
     [line] = second.getvalue().splitlines()
