@@ -179,3 +179,16 @@ def test_json_logs_report_a_bad_scenario_file_with_file_and_line(tmp_path: Path)
     assert (problem["file"], problem["line"], problem["level"]) == (str(bad), 4, "error")
     assert "unknown key `txt`; did you mean `text`?" in problem["message"]
     assert records[-1]["event"] == "exit"
+
+
+def test_at_debug_level_a_miss_is_followed_by_its_reason(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_server(EXAMPLES)
+    server.state.listeners.append(log_request)
+    with caplog.at_level(logging.DEBUG, logger="mockllm"):
+        _chat(server.url, "Nobody wrote a scenario for this")
+    lines = [r.getMessage() for r in caplog.records if r.name == "mockllm"]
+    assert " miss 404 " in lines[0]
+    assert lines[1].startswith("request 1 matched no scenario: No scenario matched this chat request")
+    assert "`greet`" in lines[1]
