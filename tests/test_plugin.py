@@ -596,6 +596,14 @@ def test_loading_the_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> 
     assert result.outlines == ["[]"], output(result)
 
 
+def test_every_export_resolves_although_imported_lazily() -> None:
+    import mockllm
+
+    assert mockllm.__all__ == sorted(mockllm.__all__)
+    assert all(getattr(mockllm, name) is not None for name in mockllm.__all__)
+    assert set(mockllm.__all__) <= set(dir(mockllm))
+
+
 def test_start_reraises_the_error_the_server_thread_died_of(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
