@@ -8,6 +8,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +119,10 @@ def test_one_line_per_request_names_scenario_or_miss_status_duration_and_fault(
         _chat(server.url, "Say hello")
         _chat(server.url, "Nobody wrote a scenario for this")
         _chat(server.url, "cut", stream=True)
+        # A response's line is written once the server has finished it, which may be just after the client read it.
+        deadline = time.monotonic() + 10
+        while len(caplog.records) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
     lines = [r.getMessage() for r in caplog.records]
     assert re.fullmatch(r"POST /v1/chat/completions greet 200 \d+\.\d{3}s", lines[0])
     assert re.fullmatch(r"POST /v1/chat/completions miss 404 \d+\.\d{3}s", lines[1])
