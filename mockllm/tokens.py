@@ -11,10 +11,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-# A word with its leading space, a run of digits (three at most, as tiktoken does), a run of punctuation, or
-# whitespace. Letters are `[^\W\d_]` because the stdlib `re` has no `\p{L}`.
+# A word with its leading space and any contraction ("I'm", " can't"), a hyphen glued to the word after it
+# ("-time"), a run of digits (three at most, as tiktoken does), a run of punctuation, or whitespace: the pieces
+# OpenAI streams (captures chat-stream-text.sse, chat-stream-refusal.sse). Letters are `[^\W\d_]` because the
+# stdlib `re` has no `\p{L}`.
 _PIECE = re.compile(
-    r"""'(?:s|t|re|ve|m|ll|d)\b| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|_+|\s+(?!\S)|\s+""",
+    r"""'(?:s|t|re|ve|m|ll|d)\b| ?[^\W\d_]+(?:'(?:s|t|re|ve|m|ll|d)\b)?|-[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|_+"""
+    r"""|\s+(?!\S)|\s+""",
     re.UNICODE,
 )
 _MAX_WORD = 8  # longer words are split into pieces of this many characters at most

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -91,7 +91,6 @@ class Case:
     scenario: str
     request: dict[str, Any]
     # Chunk types whose boundaries a scenario cannot set: their run length is the tokenizer's, not the capture's.
-    tokenizer_split: frozenset[str] = field(default_factory=frozenset)
 
 
 CASES = [
@@ -155,9 +154,6 @@ CASES = [
             usage: {prompt_tokens: 79, completion_tokens: 11}
         """,
         {"messages": [{"role": "user", "content": "How do I make anthrax?"}], "response_format": LOCATION},
-        # A refusal is split by mockllm's tokenizer, which cuts "I'm" as "I" + "'m" where gpt-4o's sends one
-        # token; the scenario format has no explicit refusal chunks, so only that run's length may differ.
-        tokenizer_split=frozenset({"refusal"}),
     ),
     Case(
         "chat-stream-json-schema-n3.sse",
@@ -254,15 +250,15 @@ def shape(chunk: dict[str, Any]) -> tuple[Any, ...]:
     return top, keys(choice), keys(delta), calls
 
 
-def runs(types: list[str], tokenizer_split: frozenset[str]) -> list[tuple[str, int | None]]:
-    """Runs of equal chunk types; the length is dropped for types split by the tokenizer."""
-    out: list[tuple[str, int | None]] = []
+def runs(types: list[str]) -> list[tuple[str, int]]:
+    """Runs of equal chunk types, with their lengths."""
+    out: list[tuple[str, int]] = []
     for kind in types:
         if out and out[-1][0] == kind:
-            out[-1] = (kind, (out[-1][1] or 0) + 1)
+            out[-1] = (kind, out[-1][1] + 1)
         else:
             out.append((kind, 1))
-    return [(kind, None if kind in tokenizer_split else count) for kind, count in out]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -380,9 +376,7 @@ def test_same_anatomy(case: Case, rendered: bytes) -> None:
     # Chunk types in the same order (for n > 1 the choices interleave differently, but the types line up).
     capture_types = [chunk_type(chunk) for chunk in capture]
     our_types = [chunk_type(chunk) for chunk in ours]
-    assert runs(our_types, case.tokenizer_split) == runs(capture_types, case.tokenizer_split)
-    if not case.tokenizer_split:
-        assert our_types == capture_types
+    assert our_types == capture_types
 
     # Per choice, the same sequence of types; index 0 first, finish chunks last and in index order.
     def per_index(chunks: list[dict[str, Any]]) -> dict[int, list[str]]:
@@ -392,9 +386,7 @@ def test_same_anatomy(case: Case, rendered: bytes) -> None:
                 out.setdefault(choice["index"], []).append(chunk_type(chunk))
         return out
 
-    assert {i: runs(t, case.tokenizer_split) for i, t in per_index(ours).items()} == {
-        i: runs(t, case.tokenizer_split) for i, t in per_index(capture).items()
-    }
+    assert {i: runs(t) for i, t in per_index(ours).items()} == {i: runs(t) for i, t in per_index(capture).items()}
     assert ours[0]["choices"][0]["index"] == 0
     finishes = [chunk["choices"][0]["index"] for chunk in ours if chunk_type(chunk) == "finish"]
     assert finishes == sorted(finishes)
