@@ -87,7 +87,7 @@ SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | N
     "seed": (_int, 0, "seed of the generator behind jitter and probabilities", None),
     "journal-size": (_positive_int, 1000, "how many requests the journal keeps", None),
     "fallback": (str, "error", "what to answer when no scenario matches", ("error", "echo", "lorem")),
-    "log-level": (str, "info", "log level", LOG_LEVELS),
+    "log-level": (str.lower, "info", "log level", LOG_LEVELS),
     "log-format": (str, "plain", "log lines as plain text or one JSON object each", LOG_FORMATS),
     "grace": (_duration, "10s", "on SIGTERM, how long streams in flight may take to finish (10s, 500ms)", None),
 }

@@ -74,6 +74,12 @@ def test_defaults_without_environment() -> None:
     )
 
 
+def test_the_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOCKLLM_LOG_LEVEL", "WARNING")
+    assert parse_args(["serve"]).log_level == "warning"
+    assert parse_args(["serve", "--log-level", "DEBUG"]).log_level == "debug"
+
+
 def test_a_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCKLLM_PORT", "9000")
     monkeypatch.setenv("MOCKLLM_MODEL", "from-env")
