@@ -495,13 +495,10 @@ class MockApp:
             scenarios = parse_admin_document(text)
         except ScenarioError as exc:
             return _admin_error(400, str(exc))
-        taken = {s.name for s in self.state.scenarios.file_scenarios}
-        clash = [s.name for s in scenarios if s.name in taken]
-        if clash:
-            return _admin_error(
-                409, f"the id {', '.join(clash)} is already used by a scenario loaded from a file; choose another id"
-            )
-        self.state.scenarios.add(scenarios)
+        try:
+            self.state.scenarios.add(scenarios)
+        except ValueError as exc:
+            return _admin_error(409, str(exc))
         return _json({"added": [s.name for s in scenarios]}, 201)
 
     async def delete_scenarios(self, request: Request) -> Response:

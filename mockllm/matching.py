@@ -169,11 +169,23 @@ class Scenarios:
             self._reorder()
 
     def add(self, scenarios: Iterable[Scenario]) -> None:
-        """Add runtime scenarios; they match before everything loaded earlier."""
+        """Add runtime scenarios: they match before everything added earlier, in their own order.
+
+        A runtime scenario replaces an earlier runtime one with its id; an id of a file's scenario is a ValueError.
+        """
+        batch = list(scenarios)
         with self._lock:
-            for scenario in scenarios:
-                self._runtime = [s for s in self._runtime if s.id != scenario.id]
-                self._runtime.append(scenario)
+            files = {s.name: s for s in self._files}
+            for scenario in batch:
+                if scenario.name in files:
+                    raise ValueError(
+                        f"the id `{scenario.name}` ({scenario.location}) is already used by the scenario at "
+                        f"{files[scenario.name].location}; choose another id"
+                    )
+            ids = {s.name for s in batch}
+            # _runtime is oldest first and matched newest first: store the batch reversed to keep its order.
+            self._runtime = [s for s in self._runtime if s.name not in ids] + batch[::-1]
+            for scenario in batch:
                 self._positions.pop(scenario.name, None)
             self._reorder()
 

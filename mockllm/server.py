@@ -171,15 +171,7 @@ class MockServer:
 
     def add_scenarios(self, scenarios: Sequence[Scenario]) -> list[str]:
         """Add loaded scenarios at runtime, keeping their order; an id used by a file's scenario is a ValueError."""
-        files = {s.name: s for s in self.state.scenarios.file_scenarios}
-        for scenario in scenarios:
-            if scenario.name in files:
-                raise ValueError(
-                    f"the id `{scenario.name}` ({scenario.location}) is already used by the scenario at "
-                    f"{files[scenario.name].location}; choose another id"
-                )
-        # Runtime scenarios match newest first: add the last one first so that the first one matches first.
-        self.state.scenarios.add(reversed(scenarios))
+        self.state.scenarios.add(scenarios)
         return [s.name for s in scenarios]
 
     def reset(self) -> None:

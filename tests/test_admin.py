@@ -134,3 +134,20 @@ def test_single_scenario_mapping_is_accepted(examples: MockServer) -> None:
     (added,) = response.json()["added"]
     assert added.startswith("runtime-")
     assert ask(examples, "x") == "y"
+
+
+def test_posted_scenarios_keep_their_written_order(examples: MockServer) -> None:
+    document = """
+version: 1
+scenarios:
+  - id: first
+    when: {prompt: {contains: order}}
+    reply: {text: First.}
+  - id: second
+    when: {prompt: {contains: order}}
+    reply: {text: Second.}
+"""
+    assert httpx.post(examples.url + "/_mockllm/scenarios", content=document).status_code == 201
+    assert ask(examples, "order please") == "First."
+    ids = [s["id"] for s in httpx.get(examples.url + "/_mockllm/scenarios").json()]
+    assert ids[:2] == ["first", "second"]
