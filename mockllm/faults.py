@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .protocols.base import Frame, compact
+from .protocols.base import DONE, Frame, compact
 from .scenarios import ErrorSpec
 from .sse import named_event
 
@@ -189,4 +189,4 @@ def error_event_frames(api: str, dialect: str, type: str | None, message: str | 
         error: dict[str, Any] = {"message": text, "type": type or "InternalServerError", "param": None, "code": 500}
     else:
         error = {"message": text, "type": type or "server_error", "param": None, "code": None}
-    return [Frame(b"data: " + compact({"error": error}) + b"\n\n", "tail"), Frame(b"data: [DONE]\n\n", "tail")]
+    return [Frame(b"data: " + compact({"error": error}) + b"\n\n", "tail"), DONE]

@@ -29,6 +29,10 @@ class Frame:
     kind: FrameKind = "content"
 
 
+# The terminator of OpenAI Chat and legacy Completions streams (wire-formats.md §2.2, §3.1).
+DONE = Frame(b"data: [DONE]\n\n", "tail")
+
+
 class RequestError(Exception):
     """A request the real API would refuse with a 4xx; rendered in the protocol's error shape."""
 
@@ -333,6 +337,42 @@ def optional_number(body: Mapping[str, Any], key: str, minimum: float, maximum: 
     return float(value)
 
 
+def required_model(body: Mapping[str, Any]) -> str:
+    """The `model` parameter, which every API requires as a string."""
+    model = body.get("model")
+    if model is None:
+        raise RequestError("you must provide a model parameter", param="model")
+    if not isinstance(model, str):
+        raise RequestError(
+            f"Invalid type for 'model': expected a string, but got {type_name(model)} instead.",
+            param="model",
+            code="invalid_type",
+        )
+    return model
+
+
+def optional_str(body: Mapping[str, Any], key: str) -> str | None:
+    """An optional string parameter."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RequestError(
+            f"Invalid type for '{key}': expected a string, but got {type_name(value)} instead.",
+            param=key,
+            code="invalid_type",
+        )
+    return value
+
+
+def stream_flag(body: Mapping[str, Any]) -> bool:
+    """`stream` as a boolean; `stream_options` is refused without it, as OpenAI does."""
+    stream = optional_bool(body, "stream")
+    if body.get("stream_options") is not None and not stream:
+        raise RequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
+    return bool(stream)
+
+
 def optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
     """An optional boolean parameter (no truthy strings or numbers, as the real APIs)."""
     value = body.get(key)
@@ -382,13 +422,7 @@ def check_sampling(body: Mapping[str, Any]) -> None:
             param="logit_bias",
             code="invalid_value",
         )
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise RequestError(
-            f"Invalid type for 'user': expected a string, but got {type_name(user)} instead.",
-            param="user",
-            code="invalid_type",
-        )
+    optional_str(body, "user")
 
 
 def stop_list(body: Mapping[str, Any]) -> list[str]:

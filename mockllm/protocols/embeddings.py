@@ -29,9 +29,10 @@ from .base import (
     Plan,
     RequestError,
     optional_int,
+    optional_str,
     random_id,
     require_object,
-    type_name,
+    required_model,
 )
 from .openai_completions import prompt_list
 
@@ -56,15 +57,7 @@ def native_dimensions(model: str) -> int:
 def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
     """Validate an embeddings request the way OpenAI does, and reduce it to what matching needs."""
     body = require_object(raw)
-    model = body.get("model")
-    if model is None:
-        raise RequestError("you must provide a model parameter", param="model")
-    if not isinstance(model, str):
-        raise RequestError(
-            f"Invalid type for 'model': expected a string, but got {type_name(model)} instead.",
-            param="model",
-            code="invalid_type",
-        )
+    model = required_model(body)
     inputs = prompt_list(body.get("input"), "input")
     for index, item in enumerate(inputs):
         if item == "":
@@ -95,13 +88,7 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
             param="dimensions",
             code="integer_above_max_value",
         )
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise RequestError(
-            f"Invalid type for 'user': expected a string, but got {type_name(user)} instead.",
-            param="user",
-            code="invalid_type",
-        )
+    optional_str(body, "user")
     return ParsedRequest(
         api=API,
         body=body,

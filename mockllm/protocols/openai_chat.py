@@ -13,6 +13,7 @@ from typing import Any
 from ..tokens import count_message_tokens, tokenize
 from . import logprobs
 from .base import (
+    DONE,
     ChoicePlan,
     Frame,
     ParsedRequest,
@@ -25,28 +26,21 @@ from .base import (
     optional_int,
     random_id,
     require_object,
+    required_model,
     stop_list,
+    stream_flag,
     type_name,
 )
 
 API = "chat"
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-DONE = Frame(b"data: [DONE]\n\n", "tail")
 FINGERPRINT = "fp_mockllm01"
 
 
 def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
     """Validate a chat request the way OpenAI does, and reduce it to what matching needs."""
     body = require_object(raw)
-    model = body.get("model")
-    if model is None:
-        raise RequestError("you must provide a model parameter", param="model")
-    if not isinstance(model, str):
-        raise RequestError(
-            f"Invalid type for 'model': expected a string, but got {type_name(model)} instead.",
-            param="model",
-            code="invalid_type",
-        )
+    model = required_model(body)
     messages = body.get("messages")
     if messages is None:
         raise RequestError(
@@ -66,17 +60,7 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
         )
     for index, message in enumerate(messages):
         _check_message(index, message)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise RequestError(
-            f"Invalid type for 'stream': expected a boolean, but got {type_name(stream)} instead.",
-            param="stream",
-            code="invalid_type",
-        )
-    if body.get("stream_options") is not None and not stream:
-        raise RequestError(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
-        )
+    stream = stream_flag(body)
     n = optional_int(body, "n", minimum=1)
     if n is not None and n > 128:
         raise RequestError(

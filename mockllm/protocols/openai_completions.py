@@ -16,6 +16,7 @@ from typing import Any
 from ..tokens import count_tokens, tokenize
 from . import logprobs
 from .base import (
+    DONE,
     ChoicePlan,
     Frame,
     FrameKind,
@@ -27,14 +28,16 @@ from .base import (
     include_usage,
     optional_bool,
     optional_int,
+    optional_str,
     random_id,
     require_object,
+    required_model,
     stop_list,
+    stream_flag,
     type_name,
 )
 
 API = "completions"
-DONE = Frame(b"data: [DONE]\n\n", "tail")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for /v1/completions (not for chat)
 MAX_PROMPTS = 2048
 _PROMPT_TYPES = "a string, an array of strings, an array of integers, or an array of arrays of integers"
@@ -43,21 +46,9 @@ _PROMPT_TYPES = "a string, an array of strings, an array of integers, or an arra
 def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
     """Validate a completions request the way OpenAI and vLLM do, and reduce it to what matching needs."""
     body = require_object(raw)
-    model = body.get("model")
-    if model is None:
-        raise RequestError("you must provide a model parameter", param="model")
-    if not isinstance(model, str):
-        raise RequestError(
-            f"Invalid type for 'model': expected a string, but got {type_name(model)} instead.",
-            param="model",
-            code="invalid_type",
-        )
+    model = required_model(body)
     prompts = prompt_list(body.get("prompt"))
-    stream = optional_bool(body, "stream")
-    if body.get("stream_options") is not None and not stream:
-        raise RequestError(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
-        )
+    stream = stream_flag(body)
     n = optional_int(body, "n", minimum=1, maximum=128) or 1
     best_of = optional_int(body, "best_of", minimum=1, maximum=20)
     if best_of is not None and best_of < n:
@@ -69,13 +60,7 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
     max_tokens = optional_int(body, "max_tokens", minimum=0)
     echo = bool(optional_bool(body, "echo"))
     top = optional_int(body, "logprobs", minimum=0, maximum=logprobs.MAX_TOP_LOGPROBS)
-    suffix = body.get("suffix")
-    if suffix is not None and not isinstance(suffix, str):
-        raise RequestError(
-            f"Invalid type for 'suffix': expected a string, but got {type_name(suffix)} instead.",
-            param="suffix",
-            code="invalid_type",
-        )
+    optional_str(body, "suffix")  # accepted and validated; a mock has nothing to insert
     if echo and any(not isinstance(prompt, str) for prompt in prompts):
         raise RequestError(
             "mockllm cannot echo a prompt given as token ids: it has no tokenizer vocabulary to turn them back "
