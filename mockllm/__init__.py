@@ -9,7 +9,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .app import Settings, create_app
-    from .scenarios import Problem, Scenario, ScenarioError, load_scenarios
+    from .loading import Problem, ScenarioError, load_scenarios
+    from .scenarios import Scenario
     from .server import MockServer, PortInUseError
 
 __all__ = [
@@ -29,12 +30,12 @@ __all__ = [
 _LAZY = {
     "MockServer": "server",
     "PortInUseError": "server",
-    "Problem": "scenarios",
+    "Problem": "loading",
     "Scenario": "scenarios",
-    "ScenarioError": "scenarios",
+    "ScenarioError": "loading",
     "Settings": "app",
     "create_app": "app",
-    "load_scenarios": "scenarios",
+    "load_scenarios": "loading",
 }
 
 

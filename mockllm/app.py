@@ -26,10 +26,11 @@ from . import pacing
 from ._version import __version__
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
 from .journal import Entry, Journal
+from .loading import ScenarioError, load_scenarios, load_text
 from .matching import Scenarios, UnknownScenario
 from .protocols import ROUTES, ProtocolModule
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
-from .scenarios import FaultSpec, Reply, Scenario, ScenarioError, load_scenarios, load_text
+from .scenarios import FaultSpec, Reply, Scenario
 from .transport import reset_connection
 
 log = logging.getLogger("mockllm")
@@ -303,35 +304,16 @@ class MockApp:
         except UnknownScenario:
             known = ", ".join(sorted(state.scenarios.ids())) or "none"
             entry.miss = f"x-mockllm-scenario names `{forced}`, which is not loaded"
-            return self._error(
-                entry,
-                error_reply(
-                    404,
-                    protocol.API,
-                    dialect,
-                    rid,
-                    code="scenario_not_found",
-                    message=f"The header x-mockllm-scenario names the scenario `{forced}`, but no scenario has that id "
-                    f"(loaded: {known}). Fix the header or load the scenario.",
-                    should_retry=False,
-                ),
+            message = (
+                f"The header x-mockllm-scenario names the scenario `{forced}`, but no scenario has that id "
+                f"(loaded: {known}). Fix the header or load the scenario."
             )
+            return self._error(entry, _unanswered(protocol.API, dialect, rid, "scenario_not_found", message))
         if selection is None:
             reply = self._fallback(parsed)
             if reply is None:
                 entry.miss = state.scenarios.explain_miss(parsed)
-                return self._error(
-                    entry,
-                    error_reply(
-                        404,
-                        protocol.API,
-                        dialect,
-                        rid,
-                        code="no_scenario_matched",
-                        message=entry.miss,
-                        should_retry=False,
-                    ),
-                )
+                return self._error(entry, _unanswered(protocol.API, dialect, rid, "no_scenario_matched", entry.miss))
         else:
             entry.scenario = selection.scenario.name
             reply = selection.reply
@@ -546,6 +528,11 @@ class MockApp:
         app = Starlette(routes=routes)
         app.state.mock = self.state
         return app
+
+
+def _unanswered(api: str, dialect: str, rid: str, code: str, message: str) -> ErrorReply:
+    """A 404 for a request no scenario answers; `x-should-retry: false` so that the SDK does not retry it."""
+    return error_reply(404, api, dialect, rid, code=code, message=message, should_retry=False)
 
 
 def _request_error(exc: RequestError, api: str, dialect: str, rid: str) -> ErrorReply:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .loading import collect, json_schema
 from .logs import LOG_FORMATS, LOG_LEVELS
-from .scenarios import DIALECTS, collect, json_schema
+from .scenarios import DIALECTS
 from .timing import DurationError, parse_duration
 
 log = logging.getLogger("mockllm")
@@ -227,9 +228,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import MockApp, MockState, Settings
+    from .loading import ScenarioError, load_scenarios
     from .logs import log_request
     from .reload import ScenarioWatcher
-    from .scenarios import ScenarioError, load_scenarios
     from .server import bind_socket, uvicorn_config
 
     models = list(args.model or [])

@@ -181,7 +181,7 @@ def _read_markers(item: pytest.Item, base: Path) -> _Marked:
 
 def _load_marked(config: pytest.Config, paths: tuple[Path, ...]) -> list[Scenario]:
     """The scenarios under the marker's paths, parsed once per session while the files stay unchanged."""
-    from .scenarios import ScenarioError, load_scenarios, scenario_files
+    from .loading import ScenarioError, load_scenarios, scenario_files
 
     if not paths:
         return []
@@ -251,7 +251,7 @@ class MockLLM:
 
         Returns its id. A mistake raises `ScenarioError` naming the key and the fix.
         """
-        from .scenarios import Problem, ScenarioError, load_text
+        from .loading import Problem, ScenarioError, load_text
 
         keys = {"id": id, "when": when, "reply": reply, "replies": replies, "then": then, "dialect": dialect}
         scenario = {key: value for key, value in keys.items() if value is not None}
@@ -277,7 +277,7 @@ class MockLLM:
 
         They match before the scenarios added earlier, in their file order.
         """
-        from .scenarios import load_scenarios
+        from .loading import load_scenarios
 
         return self.server.add_scenarios(load_scenarios([self._base / os.fspath(path)]))
 

@@ -16,8 +16,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .loading import Problem, read_file
 from .matching import Scenarios
-from .scenarios import Problem, Scenario, read_file
+from .scenarios import Scenario
 
 log = logging.getLogger("mockllm")
 

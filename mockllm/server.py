@@ -15,7 +15,8 @@ from typing import Any
 import uvicorn
 
 from .app import MockApp, MockState, Settings
-from .scenarios import Scenario, load_scenarios, load_text
+from .loading import load_scenarios, load_text
+from .scenarios import Scenario
 from .transport import TrackingH11Protocol
 
 

@@ -10,7 +10,7 @@ import pytest
 from sse_utils import close_clients
 
 from mockllm import MockServer
-from mockllm.scenarios import load_text
+from mockllm.loading import load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "scenarios"

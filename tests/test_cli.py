@@ -19,7 +19,7 @@ from conftest import EXAMPLES, ROOT
 
 from mockllm import __version__
 from mockllm.cli import main
-from mockllm.scenarios import json_schema, load_scenarios
+from mockllm.loading import json_schema, load_scenarios
 
 GOOD = """
 version: 1

@@ -13,8 +13,8 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from mockllm import MockServer
+from mockllm.loading import load_text
 from mockllm.protocols.logprobs import chat_entry, legacy_logprobs, token_logprob, top_candidates
-from mockllm.scenarios import load_text
 from mockllm.tokens import tokenize
 
 SCENARIOS = """

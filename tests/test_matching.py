@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from mockllm.loading import load_text
 from mockllm.matching import Check, Scenarios, UnknownScenario, evaluate, matches, shadowing_warnings
 from mockllm.protocols import openai_chat, openai_completions
 from mockllm.protocols.base import ParsedRequest
-from mockllm.scenarios import Scenario, When, load_text
+from mockllm.scenarios import Scenario, When
 
 WEATHER_TOOL = {
     "type": "function",

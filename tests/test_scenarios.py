@@ -14,15 +14,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, ROOT
 
-from mockllm.scenarios import (
-    Problem,
-    ScenarioError,
-    collect,
-    json_schema,
-    load_scenarios,
-    load_text,
-    read_file,
-)
+from mockllm.loading import Problem, ScenarioError, collect, json_schema, load_scenarios, load_text, read_file
 
 
 def problems_in(text: str, source: str = "bad.yaml") -> list[str]:

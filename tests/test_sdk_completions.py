@@ -13,7 +13,7 @@ from openai.types import Completion
 from pydantic import ValidationError
 
 from mockllm import MockServer
-from mockllm.scenarios import load_text
+from mockllm.loading import load_text
 from mockllm.tokens import count_tokens, tokenize
 
 SCENARIOS = """

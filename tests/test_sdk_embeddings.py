@@ -17,8 +17,8 @@ import pytest
 from openai.types import CreateEmbeddingResponse
 
 from mockllm import MockServer, ScenarioError
+from mockllm.loading import load_text
 from mockllm.protocols.embeddings import hashed_vector
-from mockllm.scenarios import load_text
 from mockllm.tokens import count_tokens
 
 SCENARIOS = """

@@ -20,7 +20,7 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from mockllm import MockServer
-from mockllm.scenarios import load_text
+from mockllm.loading import load_text
 from mockllm.tokens import count_tokens, tokenize
 
 SCHEMAS = DATA / "schemas"

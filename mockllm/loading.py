@@ -1,0 +1,486 @@
+"""Loading scenario files with file:line errors.
+
+Loading composes the YAML node tree first so that every value keeps the line it came from; pydantic errors are
+then reported against those lines with the key path and, for a misspelt key or value, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .scenarios import (
+    ChoiceSpec,
+    ErrorSpec,
+    FaultSpec,
+    MessageCondition,
+    Reply,
+    Scenario,
+    ScenarioFile,
+    StringCondition,
+    TimingSpec,
+    ToolCallSpec,
+    UsageSpec,
+    When,
+)
+
+_runtime_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a scenario file."""
+
+    source: str
+    line: int
+    path: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        key = f" {self.path}:" if self.path else ""
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{where}:{key} {label}{self.message}"
+
+
+class ScenarioError(ValueError):
+    """Scenario files that failed to load; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        summary = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in scenario files:\n{summary}\n"
+            f"Fix them, then check with `mockllm check PATH`."
+        )
+
+
+@dataclass
+class _Lines:
+    """Maps key paths of the loaded data to the line (1-based) where each value starts."""
+
+    by_path: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    key_lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+
+    def line_of(self, path: tuple[str | int, ...]) -> int:
+        while path:
+            if path in self.key_lines:
+                return self.key_lines[path]
+            if path in self.by_path:
+                return self.by_path[path]
+            path = path[:-1]
+        return self.by_path.get((), 1)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, path: tuple[str | int, ...], first: int) -> None:
+        self.key = key
+        self.line = line
+        self.path = path
+        self.first = first
+
+
+def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines) -> Any:
+    lines.by_path[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _construct(key_node, (*path, "<key>"), lines)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                key = str(key)
+            if key in result:
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1, (*path, key), lines.key_lines[(*path, key)])
+            lines.key_lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, (*path, key), lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*path, index), lines) for index, item in enumerate(node.value)]
+    # Scalars: let SafeLoader resolve the tag (int, float, bool, null, str) the way safe_load would.
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
+    """Parse YAML text safely, keeping the line of every value; raise ScenarioError on a syntax error."""
+    lines = _Lines()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        context = exc.context or ""
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" (from line {exc.context_mark.line + 1})"
+        detail = ", ".join(part for part in (context, exc.problem) if part)
+        if "'\\t'" in (exc.problem or ""):
+            fix = "indent with spaces: YAML does not allow tabs"
+        else:
+            fix = f"check the indentation, brackets and quotes around line {line}"
+        raise ScenarioError([Problem(source, line, "", f"YAML syntax error: {detail}; {fix}")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(source, 0, "", f"YAML error: {exc}")]) from None
+    if node is None:
+        return None, lines
+    try:
+        return _construct(node, (), lines), lines
+    except _DuplicateKey as exc:
+        message = f"the key `{exc.key}` appears twice in this mapping (first on line {exc.first}); keep one"
+        raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
+
+
+def _format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _resolve_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the parts of a pydantic error location that are not keys of the data (union member tags)."""
+    resolved: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+            resolved.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            resolved.append(part)
+        elif isinstance(current, Mapping) and part == "for_" and "for" in current:
+            current = current["for"]
+            resolved.append("for")
+    return tuple(resolved)
+
+
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(data: Any, path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `path`, for "did you mean" hints."""
+    model: type[BaseModel] | None = ScenarioFile
+    chain: dict[str, type[BaseModel]] = {
+        "scenarios": Scenario,
+        "when": When,
+        "reply": Reply,
+        "replies": Reply,
+        "choices": ChoiceSpec,
+        "tool_calls": ToolCallSpec,
+        "usage": UsageSpec,
+        "timing": TimingSpec,
+        "error": ErrorSpec,
+        "fault": FaultSpec,
+    }
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if model is When and part == "messages":
+            model = MessageCondition
+            continue
+        if model in (When, MessageCondition) and part in ("model", "prompt", "system", "role", "content"):
+            model = StringCondition
+            continue
+        model = chain.get(part)
+        if model is None:
+            return None
+    return model
+
+
+# What a pydantic type error expects, in the words of a YAML file.
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"), "greater_than": (">", "gt")}
+
+
+def _describe(value: Any) -> str:
+    """A value from a YAML file, with its YAML type: `the string 'two'`, `a list [1, 2]`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        kind = "the boolean"
+    elif isinstance(value, int):
+        kind = "the integer"
+    elif isinstance(value, float):
+        kind = "the number"
+    elif isinstance(value, str):
+        kind = "the string"
+    elif isinstance(value, list):
+        kind = "a list"
+    elif isinstance(value, Mapping):
+        kind = "a mapping"
+    else:
+        kind = type(value).__name__
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
+def _suggestion(data: Any, loc: tuple[str | int, ...]) -> str | None:
+    """For an unknown key at `loc`, the closest valid key of its mapping, if any is close."""
+    parent = _model_at(data, loc[:-1])
+    if parent is None:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), _fields_of(parent), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _type_hint(kind: str, value: Any, loc: tuple[str | int, ...]) -> str:
+    key = loc[-1] if loc else None
+    if kind == "string_type" and isinstance(value, int | float | bool):
+        return "; quote it if you meant the string"
+    if kind == "list_type" and loc == ("scenarios",):
+        return "; write each scenario as a `- ` item under `scenarios:`"
+    if kind == "list_type" and isinstance(value, str | int | float):
+        return f"; write it as a list, like [{value}]"
+    in_reply = key == "reply" or (isinstance(key, int) and loc[-2:-1] == ("replies",))
+    if kind.startswith("model") and in_reply and isinstance(value, str):
+        return f"; write `{{text: {value}}}` for a text reply"
+    if kind.startswith("model") and len(loc) == 2 and loc[0] == "scenarios":
+        return "; each scenario is a mapping with `id`, `when` and `reply`"
+    return ""
+
+
+def _friendly(error: Mapping[str, Any], data: Any, loc: tuple[str | int, ...]) -> str:
+    kind = error["type"]
+    message = str(error["msg"])
+    value = error.get("input")
+    key = loc[-1] if loc else None
+    if kind == "extra_forbidden" and loc:
+        parent = _model_at(data, loc[:-1])
+        close = _suggestion(data, loc)
+        if close is not None:
+            hint = f"; did you mean `{close}`?"
+        elif parent is not None:
+            hint = f"; valid keys here: {', '.join(_fields_of(parent))}"
+        else:
+            hint = "; remove it"
+        return f"unknown key `{key}`{hint}"
+    if kind == "missing":
+        if loc == ("version",):
+            return "`version` is missing; start the file with `version: 1`"
+        return f"`{key if key is not None else '?'}` is required here; add it"
+    if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        if loc == ("version",):
+            quoted = " (a number, without quotes)" if isinstance(value, str) and value.strip() == "1" else ""
+            return f"version {value!r} is not supported; write `version: 1`{quoted}"
+        choices = re.findall(r"'([^']*)'", expected)
+        nearest = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.7) if isinstance(value, str) else []
+        label = f"`{key}`" if isinstance(key, str) else "value"
+        if nearest:
+            return f"{value!r} is not a valid {label} (one of {', '.join(choices)}); did you mean `{nearest[0]}`?"
+        return f"{value!r} is not a valid {label}; use one of {', '.join(choices) or expected}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_describe(value)}{_type_hint(kind, value, loc)}"
+    if kind in _BOUNDS or kind == "less_than":
+        if key == "probability":
+            return f"a probability is a number from 0 to 1, got {value!r}; use 0.25 for a quarter of the requests"
+        if key == "status":
+            return f"an error status is from 400 to 599, got {value!r}; use 429, 500 or 503, for example"
+        op, name = _BOUNDS.get(kind, ("<", "lt"))
+        limit = error.get("ctx", {}).get(name)
+        return f"expected a number {op} {limit}, got {value!r}"
+    if kind == "too_short" and key == "replies":
+        return "`replies` is empty; give at least one reply, or use `reply`"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return message
+
+
+def _problems_from(exc: ValidationError, data: Any, lines: _Lines, source: str) -> list[Problem]:
+    found: list[tuple[tuple[str | int, ...], str, str]] = []
+    suggested: set[tuple[str | int, ...]] = set()
+    for error in exc.errors():
+        loc = _resolve_loc(data, tuple(error["loc"]))
+        if error["type"] == "extra_forbidden" or error["type"] == "missing":
+            # The offending key is the last element of the raw location, even if the data lacks it.
+            raw = tuple(error["loc"])
+            loc = (*_resolve_loc(data, raw[:-1]), raw[-1]) if raw else loc
+        text = _friendly(error, data, loc)
+        if text.startswith("@"):
+            # A model validator names the key its message is about: `@fault.after: message`.
+            where, text = text[1:].split(": ", 1)
+            loc = _resolve_loc(data, (*loc, *where.split(".")))
+        if error["type"] == "extra_forbidden" and loc:
+            close = _suggestion(data, loc)
+            if close is not None:
+                suggested.add((*loc[:-1], close))
+        found.append((loc, error["type"], text))
+    # A value of the wrong shape for a union (`messages: int | list`) fails every member: when one member got
+    # further (an error deeper inside the value), the others' type errors are noise. A required key that a
+    # misspelt sibling is suggested for is reported once, as the misspelling.
+    deeper = {loc[:i] for loc, _, _ in found for i in range(len(loc))}
+    problems: list[Problem] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for loc, kind, text in found:
+        if kind in _EXPECTED and loc in deeper:
+            continue
+        if kind == "missing" and loc in suggested:
+            continue
+        if (loc, text) in seen:
+            continue
+        seen.add((loc, text))
+        line = lines.key_lines.get(loc) or lines.line_of(loc)
+        problems.append(Problem(source, line, _format_path(loc), text))
+    return problems
+
+
+def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scenario], list[Problem]]:
+    """Validate a parsed scenario document; return its scenarios (ids filled in) and its problems."""
+    if data is None:
+        return [], [Problem(source, 1, "", "the file is empty; start it with `version: 1` and `scenarios:`")]
+    if isinstance(data, list):
+        return [], [
+            Problem(source, 1, "", "the top level is a list; write `version: 1` and put the list under `scenarios:`")
+        ]
+    if not isinstance(data, Mapping):
+        return [], [Problem(source, 1, "", "the top level must be a mapping with `version: 1` and `scenarios:`")]
+    try:
+        document = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        return [], _problems_from(exc, data, lines, source)
+    runtime = not source or source.startswith("<")
+    for index, scenario in enumerate(document.scenarios):
+        scenario._source = source
+        scenario._line = lines.line_of(("scenarios", index))
+        scenario._index = index
+        if scenario.id is None:
+            # Unnamed scenarios get a stable id from their file, or a fresh one when added at runtime.
+            scenario.id = f"runtime-{next(_runtime_ids)}" if runtime else f"{Path(source).stem}-{index + 1}"
+    return document.scenarios, []
+
+
+def load_text(text: str, source: str = "<text>") -> list[Scenario]:
+    """Load scenarios from YAML (or JSON) text; raise ScenarioError with every problem."""
+    data, lines = parse_yaml(text, source)
+    scenarios, problems = validate_document(data, lines, source)
+    problems.extend(duplicate_id_problems(scenarios))
+    if problems:
+        raise ScenarioError(problems)
+    return scenarios
+
+
+def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem | None]]:
+    """Expand files and folders (`*.yaml`, `*.yml`, `*.json`, recursively, sorted) in order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+            if not found:
+                empty = "the folder holds no .yaml, .yml or .json scenario files; add one or pass another path"
+                yield path, Problem(str(path), 0, "", empty)
+            for file in found:
+                yield file, None
+        elif path.is_file():
+            yield path, None
+        else:
+            yield path, Problem(str(path), 0, "", "no such file or folder; check the path")
+
+
+def read_file(path: Path) -> tuple[list[Scenario], list[Problem]]:
+    """Load one scenario file, collecting its problems instead of raising."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem(source, 0, "", f"cannot read the file: {exc}")]
+    try:
+        data, lines = parse_yaml(text, source)
+    except ScenarioError as exc:
+        return [], exc.problems
+    scenarios, problems = validate_document(data, lines, source)
+    return scenarios, sorted(problems, key=lambda p: p.line)
+
+
+def duplicate_id_problems(scenarios: Iterable[Scenario]) -> list[Problem]:
+    """An error for every scenario whose id an earlier one already uses."""
+    first: dict[str, Scenario] = {}
+    problems: list[Problem] = []
+    for scenario in scenarios:
+        earlier = first.setdefault(scenario.name, scenario)
+        if earlier is not scenario:
+            problems.append(
+                Problem(
+                    scenario._source,
+                    scenario._line,
+                    f"scenarios[{scenario._index}].id" if scenario._index >= 0 else "id",
+                    f"the id `{scenario.name}` is already used by the scenario at {earlier.location}; "
+                    f"rename one (ids must be unique)",
+                )
+            )
+    return problems
+
+
+def collect(paths: Iterable[str | Path]) -> tuple[list[Scenario], list[Problem]]:
+    """Load every scenario file under `paths`; return the scenarios and every problem found."""
+    scenarios: list[Scenario] = []
+    problems: list[Problem] = []
+    for path, problem in scenario_files(paths):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        loaded, found = read_file(path)
+        scenarios.extend(loaded)
+        problems.extend(found)
+    problems.extend(duplicate_id_problems(scenarios))
+    return scenarios, problems
+
+
+def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
+    """Load scenario files and folders in order; raise ScenarioError listing every problem."""
+    scenarios, problems = collect(paths)
+    if problems:
+        raise ScenarioError(problems)
+    return scenarios
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file, for editors."""
+    schema = ScenarioFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mockllm scenario file"
+    _fix_string_conditions(schema)
+    return schema
+
+
+def _fix_string_conditions(schema: dict[str, Any]) -> None:
+    # A StringCondition is written as a plain string or a one-key mapping; pydantic only sees the mapping.
+    defs = schema.get("$defs", {})
+    condition = defs.get("StringCondition")
+    if condition is not None:
+        properties = condition.get("properties", {})
+        mapping = {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+        }
+        defs["StringCondition"] = {
+            "description": condition.get("description", ""),
+            "anyOf": [{"type": "string"}, mapping],
+        }
