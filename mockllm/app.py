@@ -20,7 +20,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from . import pacing
 from ._version import __version__
@@ -30,8 +29,8 @@ from .loading import ScenarioError, load_scenarios, load_text
 from .matching import Scenarios, UnknownScenario
 from .protocols import ROUTES, ProtocolModule
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
-from .scenarios import FaultSpec, Reply, Scenario
-from .transport import reset_connection
+from .scenarios import Reply, Scenario
+from .streaming import PacedResponse
 
 log = logging.getLogger("mockllm")
 
@@ -108,140 +107,6 @@ def _openai_headers(dialect: str, rid: str) -> dict[str, str]:
         "x-ratelimit-reset-requests": "6ms",
         "x-ratelimit-reset-tokens": "2ms",
     }
-
-
-class _Reply:
-    """An ASGI response that paces frames by absolute deadlines and applies a fault."""
-
-    def __init__(
-        self,
-        entry: Entry,
-        status: int,
-        headers: dict[str, str],
-        frames: list[Frame],
-        deadlines: list[float],
-        head_delay: float,
-        fault: FaultSpec | None,
-        fault_frames: list[Frame],
-        time_scale: float,
-        finished: Callable[[Entry], None],
-        streamed: bool = True,
-    ) -> None:
-        self.entry = entry
-        self.status = status
-        self.headers = headers
-        self.frames = frames
-        self.deadlines = deadlines
-        self.head_delay = head_delay
-        self.fault = fault
-        self.fault_frames = fault_frames
-        self.time_scale = time_scale
-        self.finished = finished
-        self.streamed = streamed
-        self._gone: asyncio.Future[None] | None = None
-
-    def _cut(self) -> int:
-        """Index of the first frame not sent before the fault: after `after` content frames."""
-        assert self.fault is not None
-        seen = 0
-        for index, frame in enumerate(self.frames):
-            if frame.kind == "content":
-                if seen == self.fault.after:
-                    return index
-                seen += 1
-        # Every content frame is sent: the fault comes before the tail (finish, usage, terminator).
-        return next((i for i in range(len(self.frames) - 1, -1, -1) if self.frames[i].kind != "tail"), -1) + 1
-
-    async def _sleep(self, delay: float, receive: Receive) -> bool:
-        """Sleep `delay` seconds; False as soon as the client disconnects.
-
-        One watcher task per response listens for `http.disconnect`, so that a stream nobody reads any more
-        (a client that timed out on a stall) ends at once instead of sleeping on.
-        """
-        if self._gone is None:
-            self._gone = asyncio.ensure_future(_wait_for_disconnect(receive))
-        if delay <= 0:
-            return not self._gone.done()
-        done, _ = await asyncio.wait({self._gone}, timeout=delay)
-        return not done
-
-    async def _wait_until(self, deadline: float, receive: Receive) -> bool:
-        """Sleep until `deadline` (seconds since arrival); False if the client went away meanwhile."""
-        delay = deadline - self.entry.elapsed()
-        if delay <= 0:
-            return True
-        return await self._sleep(delay, receive)
-
-    async def _send_frames(self, start: int, stop: int, receive: Receive, send: Send) -> bool:
-        """Send frames[start:stop] at their deadlines; False if the client went away."""
-        entry = self.entry
-        for index in range(start, stop):
-            frame = self.frames[index]
-            if not await self._wait_until(self.deadlines[index], receive):
-                return False
-            await send({"type": "http.response.body", "body": frame.data, "more_body": True})
-            if frame.kind == "content":
-                entry.chunk_times.append(round(entry.elapsed(), 6))
-        return True
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            if self.head_delay > 0 and not await self._wait_until(self.head_delay, receive):
-                return
-            fault = self.fault
-            if fault is not None and not self.streamed:
-                # A non-streamed reply has nothing to cut: the fault strikes while the client waits for the
-                # status line (a reset connection, or a stall before a late answer).
-                self.entry.fault = fault.kind
-                if not await self._fault(scope, receive, send):
-                    return
-                fault = None
-            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
-            await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
-            cut = len(self.frames) if fault is None else self._cut()
-            if not await self._send_frames(0, cut, receive, send):
-                return
-            if fault is not None:
-                self.entry.fault = fault.kind
-                if not await self._fault(scope, receive, send):
-                    return
-                if fault.kind == "malformed" and not await self._send_frames(cut, len(self.frames), receive, send):
-                    return
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            if self._gone is not None:
-                self._gone.cancel()
-            self.entry.finish(self.status)
-            self.finished(self.entry)
-
-    async def _fault(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Apply the fault at the cut; True when the body should then go on to a clean end."""
-        fault = self.fault
-        assert fault is not None
-        if fault.kind == "disconnect":
-            if not await reset_connection(scope):
-                # Not running on mockllm's own server: abort the response so the server drops the connection.
-                raise ConnectionAbortedError("mockllm disconnect fault")
-            return False
-        if fault.kind == "stall":
-            if fault.for_ is None:
-                await self._sleep(float("inf"), receive)
-                return False
-            return await self._sleep(fault.for_ * self.time_scale, receive)
-        if fault.kind == "error_event":
-            for frame in self.fault_frames:
-                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
-        elif fault.kind == "malformed":
-            # One `data:` line that is not JSON; the caller then sends the rest of the stream.
-            await send({"type": "http.response.body", "body": b'data: {"id": "malformed\n\n', "more_body": True})
-        return True  # "end" (and the two above): the body ends cleanly here
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 class MockApp:
@@ -364,7 +229,9 @@ class MockApp:
                 else []
             )
             headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
-            return _Reply(entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish)
+            return PacedResponse(
+                entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish
+            )
         # A non-streamed reply arrives after the time the whole stream would have taken.
         chunks = sum(
             len(c.text) + len(c.reasoning) + len(c.refusal) + sum(len(t.pieces) for t in c.tool_calls)
@@ -376,7 +243,9 @@ class MockApp:
         # Faults act on streams; for a non-streamed request only `disconnect` and `stall` make sense.
         applied = fault if fault is not None and fault.kind in ("disconnect", "stall") else None
         frames = [Frame(body, "content")]
-        return _Reply(entry, 200, headers, frames, [delay], 0.0, applied, [], scale, self._finish, streamed=False)
+        return PacedResponse(
+            entry, 200, headers, frames, [delay], 0.0, applied, [], scale, self._finish, streamed=False
+        )
 
     # -- models ---------------------------------------------------------------------------------------------
 

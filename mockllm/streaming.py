@@ -1,0 +1,150 @@
+"""The send loop: an ASGI response that paces frames by absolute deadlines and applies a fault.
+
+It knows frames only by kind (head, content, tail), never by protocol, so every protocol shares it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from starlette.types import Receive, Scope, Send
+
+from .journal import Entry
+from .protocols.base import Frame
+from .scenarios import FaultSpec
+from .transport import reset_connection
+
+
+class PacedResponse:
+    """An ASGI response that paces frames by absolute deadlines and applies a fault."""
+
+    def __init__(
+        self,
+        entry: Entry,
+        status: int,
+        headers: dict[str, str],
+        frames: list[Frame],
+        deadlines: list[float],
+        head_delay: float,
+        fault: FaultSpec | None,
+        fault_frames: list[Frame],
+        time_scale: float,
+        finished: Callable[[Entry], None],
+        streamed: bool = True,
+    ) -> None:
+        self.entry = entry
+        self.status = status
+        self.headers = headers
+        self.frames = frames
+        self.deadlines = deadlines
+        self.head_delay = head_delay
+        self.fault = fault
+        self.fault_frames = fault_frames
+        self.time_scale = time_scale
+        self.finished = finished
+        self.streamed = streamed
+        self._gone: asyncio.Future[None] | None = None
+
+    def _cut(self) -> int:
+        """Index of the first frame not sent before the fault: after `after` content frames."""
+        assert self.fault is not None
+        seen = 0
+        for index, frame in enumerate(self.frames):
+            if frame.kind == "content":
+                if seen == self.fault.after:
+                    return index
+                seen += 1
+        # Every content frame is sent: the fault comes before the tail (finish, usage, terminator).
+        return next((i for i in range(len(self.frames) - 1, -1, -1) if self.frames[i].kind != "tail"), -1) + 1
+
+    async def _sleep(self, delay: float, receive: Receive) -> bool:
+        """Sleep `delay` seconds; False as soon as the client disconnects.
+
+        One watcher task per response listens for `http.disconnect`, so that a stream nobody reads any more
+        (a client that timed out on a stall) ends at once instead of sleeping on.
+        """
+        if self._gone is None:
+            self._gone = asyncio.ensure_future(_wait_for_disconnect(receive))
+        if delay <= 0:
+            return not self._gone.done()
+        done, _ = await asyncio.wait({self._gone}, timeout=delay)
+        return not done
+
+    async def _wait_until(self, deadline: float, receive: Receive) -> bool:
+        """Sleep until `deadline` (seconds since arrival); False if the client went away meanwhile."""
+        delay = deadline - self.entry.elapsed()
+        if delay <= 0:
+            return True
+        return await self._sleep(delay, receive)
+
+    async def _send_frames(self, start: int, stop: int, receive: Receive, send: Send) -> bool:
+        """Send frames[start:stop] at their deadlines; False if the client went away."""
+        entry = self.entry
+        for index in range(start, stop):
+            frame = self.frames[index]
+            if not await self._wait_until(self.deadlines[index], receive):
+                return False
+            await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+            if frame.kind == "content":
+                entry.chunk_times.append(round(entry.elapsed(), 6))
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if self.head_delay > 0 and not await self._wait_until(self.head_delay, receive):
+                return
+            fault = self.fault
+            if fault is not None and not self.streamed:
+                # A non-streamed reply has nothing to cut: the fault strikes while the client waits for the
+                # status line (a reset connection, or a stall before a late answer).
+                self.entry.fault = fault.kind
+                if not await self._fault(scope, receive, send):
+                    return
+                fault = None
+            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+            await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
+            cut = len(self.frames) if fault is None else self._cut()
+            if not await self._send_frames(0, cut, receive, send):
+                return
+            if fault is not None:
+                self.entry.fault = fault.kind
+                if not await self._fault(scope, receive, send):
+                    return
+                if fault.kind == "malformed" and not await self._send_frames(cut, len(self.frames), receive, send):
+                    return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if self._gone is not None:
+                self._gone.cancel()
+            self.entry.finish(self.status)
+            self.finished(self.entry)
+
+    async def _fault(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Apply the fault at the cut; True when the body should then go on to a clean end."""
+        fault = self.fault
+        assert fault is not None
+        if fault.kind == "disconnect":
+            if not await reset_connection(scope):
+                # Not running on mockllm's own server: abort the response so the server drops the connection.
+                raise ConnectionAbortedError("mockllm disconnect fault")
+            return False
+        if fault.kind == "stall":
+            if fault.for_ is None:
+                await self._sleep(float("inf"), receive)
+                return False
+            return await self._sleep(fault.for_ * self.time_scale, receive)
+        if fault.kind == "error_event":
+            for frame in self.fault_frames:
+                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+        elif fault.kind == "malformed":
+            # One `data:` line that is not JSON; the caller then sends the rest of the stream.
+            await send({"type": "http.response.body", "body": b'data: {"id": "malformed\n\n', "more_body": True})
+        return True  # "end" (and the two above): the body ends cleanly here
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
