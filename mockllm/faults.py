@@ -11,7 +11,7 @@ from typing import Any
 
 from .protocols.base import DONE, Frame, compact
 from .scenarios import ErrorSpec
-from .sse import named_event
+from .sse import data_event, named_event
 
 # status: (type, code, message) in OpenAI's shape.
 _OPENAI: dict[int, tuple[str, str | None, str]] = {
@@ -189,4 +189,4 @@ def error_event_frames(api: str, dialect: str, type: str | None, message: str | 
         error: dict[str, Any] = {"message": text, "type": type or "InternalServerError", "param": None, "code": 500}
     else:
         error = {"message": text, "type": type or "server_error", "param": None, "code": None}
-    return [Frame(b"data: " + compact({"error": error}) + b"\n\n", "tail"), DONE]
+    return [Frame(data_event({"error": error}), "tail"), DONE]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..sse import data_event
 from ..tokens import count_message_tokens, tokenize
 from . import logprobs
 from .base import (
@@ -343,7 +344,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
         usage = _header(cid, created, plan, vllm)
         usage["choices"] = []
         usage["usage"] = _usage(plan, vllm)
-        frames.append(Frame(b"data: " + compact(usage) + b"\n\n", "tail"))
+        frames.append(Frame(data_event(usage), "tail"))
     frames.append(DONE)
     return frames
 

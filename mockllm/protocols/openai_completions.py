@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..sse import data_event
 from ..tokens import count_tokens, tokenize
 from . import logprobs
 from .base import (
@@ -225,7 +226,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     created = int(time.time())
 
     def frame(choice: dict[str, Any], kind: FrameKind) -> Frame:
-        return Frame(b"data: " + compact(_envelope(cid, created, plan, vllm, [choice])) + b"\n\n", kind)
+        return Frame(data_event(_envelope(cid, created, plan, vllm, [choice])), kind)
 
     per_choice: list[list[tuple[dict[str, Any], FrameKind]]] = []
     walkers = []
@@ -254,7 +255,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     if request.include_usage:
         usage = _envelope(cid, created, plan, vllm, [])
         usage["usage"] = _usage(plan, vllm)
-        frames.append(Frame(b"data: " + compact(usage) + b"\n\n", "tail"))
+        frames.append(Frame(data_event(usage), "tail"))
     frames.append(DONE)
     return frames
 
