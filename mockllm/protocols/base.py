@@ -141,6 +141,31 @@ class Plan:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def usage(self, vllm: bool, details: bool = True) -> dict[str, Any]:
+        """The usage object: vLLM's `UsageInfo` (with cached tokens), or OpenAI's (`details`: the token details that
+        Chat Completions carries and legacy Completions does not)."""
+        if vllm:
+            return {
+                "prompt_tokens": self.prompt_tokens,
+                "total_tokens": self.total_tokens,
+                "completion_tokens": self.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            }
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if details:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens, "audio_tokens": 0}
+            usage["completion_tokens_details"] = {
+                "reasoning_tokens": self.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            }
+        return usage
+
 
 _ALNUM = string.ascii_letters + string.digits
 

@@ -188,28 +188,6 @@ def _tool_results(messages: list[Any]) -> list[str]:
 # Rendering
 
 
-def _usage(plan: Plan, vllm: bool) -> dict[str, Any]:
-    if vllm:
-        return {
-            "prompt_tokens": plan.prompt_tokens,
-            "total_tokens": plan.total_tokens,
-            "completion_tokens": plan.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
-        }
-    return {
-        "prompt_tokens": plan.prompt_tokens,
-        "completion_tokens": plan.completion_tokens,
-        "total_tokens": plan.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": plan.cached_tokens, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": plan.reasoning_tokens,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
-
-
 def _header(cid: str, created: int, plan: Plan, vllm: bool) -> dict[str, Any]:
     head: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": plan.model}
     if not vllm:
@@ -343,7 +321,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     if request.include_usage:
         usage = _header(cid, created, plan, vllm)
         usage["choices"] = []
-        usage["usage"] = _usage(plan, vllm)
+        usage["usage"] = plan.usage(vllm)
         frames.append(Frame(data_event(usage), "tail"))
     frames.append(DONE)
     return frames
@@ -383,7 +361,7 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
         "created": int(time.time()),
         "model": plan.model,
         "choices": choices,
-        "usage": _usage(plan, vllm),
+        "usage": plan.usage(vllm),
     }
     if vllm:
         body["prompt_logprobs"] = None

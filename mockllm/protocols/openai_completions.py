@@ -169,21 +169,6 @@ def _echo(plan: Plan, request: ParsedRequest, index: int) -> str:
     return prompt if isinstance(prompt, str) else ""
 
 
-def _usage(plan: Plan, vllm: bool) -> dict[str, Any]:
-    if vllm:
-        return {
-            "prompt_tokens": plan.prompt_tokens,
-            "total_tokens": plan.total_tokens,
-            "completion_tokens": plan.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
-        }
-    return {
-        "prompt_tokens": plan.prompt_tokens,
-        "completion_tokens": plan.completion_tokens,
-        "total_tokens": plan.total_tokens,
-    }
-
-
 def _envelope(cid: str, created: int, plan: Plan, vllm: bool, choices: list[dict[str, Any]]) -> dict[str, Any]:
     if vllm:
         return {"id": cid, "object": "text_completion", "created": created, "model": plan.model, "choices": choices}
@@ -254,7 +239,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
         frames.append(frame(finish, "tail"))
     if request.include_usage:
         usage = _envelope(cid, created, plan, vllm, [])
-        usage["usage"] = _usage(plan, vllm)
+        usage["usage"] = plan.usage(vllm, details=False)
         frames.append(Frame(data_event(usage), "tail"))
     frames.append(DONE)
     return frames
@@ -274,9 +259,9 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
         choices.append(entry)
     body = _envelope(random_id("cmpl-", 29), int(time.time()), plan, vllm, choices)
     if vllm:
-        body["usage"] = _usage(plan, vllm)
+        body["usage"] = plan.usage(vllm, details=False)
         return compact(body)
     # Non-streamed OpenAI bodies: `model` before `choices`, pretty-printed with 2 spaces (wire-formats.md §2.1).
     body = {key: body[key] for key in ("id", "object", "created", "model", "choices")}
-    body["usage"] = _usage(plan, vllm)
+    body["usage"] = plan.usage(vllm, details=False)
     return json.dumps(body, ensure_ascii=False, indent=2).encode()
