@@ -304,6 +304,15 @@ def type_name(value: Any) -> str:
     return "object"
 
 
+def invalid_type(key: str, expected: str, value: Any) -> RequestError:
+    """OpenAI's 400 for a parameter of the wrong type."""
+    return RequestError(
+        f"Invalid type for '{key}': expected {expected}, but got {type_name(value)} instead.",
+        param=key,
+        code="invalid_type",
+    )
+
+
 def require_object(body: Any) -> dict[str, Any]:
     """The body must be a JSON object."""
     if not isinstance(body, dict):
@@ -317,9 +326,7 @@ def optional_int(body: Mapping[str, Any], key: str, minimum: int = 0, maximum: i
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(
-            f"Invalid type for '{key}': expected an integer, but got {type_name(value)} instead.", param=key
-        )
+        raise invalid_type(key, "an integer", value)
     if value < minimum:
         raise RequestError(
             f"Invalid '{key}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead.",
@@ -341,11 +348,7 @@ def optional_number(body: Mapping[str, Any], key: str, minimum: float, maximum: 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RequestError(
-            f"Invalid type for '{key}': expected a decimal, but got {type_name(value)} instead.",
-            param=key,
-            code="invalid_type",
-        )
+        raise invalid_type(key, "a decimal", value)
     # json.loads accepts NaN and Infinity; no real server does.
     if value != value or value < minimum:
         raise RequestError(
@@ -368,11 +371,7 @@ def required_model(body: Mapping[str, Any]) -> str:
     if model is None:
         raise RequestError("you must provide a model parameter", param="model")
     if not isinstance(model, str):
-        raise RequestError(
-            f"Invalid type for 'model': expected a string, but got {type_name(model)} instead.",
-            param="model",
-            code="invalid_type",
-        )
+        raise invalid_type("model", "a string", model)
     return model
 
 
@@ -380,11 +379,7 @@ def optional_str(body: Mapping[str, Any], key: str) -> str | None:
     """An optional string parameter."""
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise RequestError(
-            f"Invalid type for '{key}': expected a string, but got {type_name(value)} instead.",
-            param=key,
-            code="invalid_type",
-        )
+        raise invalid_type(key, "a string", value)
     return value
 
 
@@ -404,11 +399,7 @@ def optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise RequestError(
-            f"Invalid type for '{key}': expected a boolean, but got {type_name(value)} instead.",
-            param=key,
-            code="invalid_type",
-        )
+        raise invalid_type(key, "a boolean", value)
     return value
 
 
