@@ -416,6 +416,17 @@ def read_file(path: Path) -> tuple[list[Scenario], list[Problem]]:
     return scenarios, sorted(problems, key=lambda p: p.line)
 
 
+def id_clash(scenario: Scenario, other: Scenario) -> Problem:
+    """The error for `scenario`, whose id `other` already uses."""
+    return Problem(
+        scenario._source,
+        scenario._line,
+        f"scenarios[{scenario._index}].id" if scenario._index >= 0 else "id",
+        f"the id `{scenario.name}` is already used by the scenario at {other.location}; "
+        f"rename one (ids must be unique)",
+    )
+
+
 def duplicate_id_problems(scenarios: Iterable[Scenario]) -> list[Problem]:
     """An error for every scenario whose id an earlier one already uses."""
     first: dict[str, Scenario] = {}
@@ -423,15 +434,7 @@ def duplicate_id_problems(scenarios: Iterable[Scenario]) -> list[Problem]:
     for scenario in scenarios:
         earlier = first.setdefault(scenario.name, scenario)
         if earlier is not scenario:
-            problems.append(
-                Problem(
-                    scenario._source,
-                    scenario._line,
-                    f"scenarios[{scenario._index}].id" if scenario._index >= 0 else "id",
-                    f"the id `{scenario.name}` is already used by the scenario at {earlier.location}; "
-                    f"rename one (ids must be unique)",
-                )
-            )
+            problems.append(id_clash(scenario, earlier))
     return problems
 
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .loading import Problem, read_file
+from .loading import Problem, id_clash, read_file
 from .matching import Scenarios
 from .scenarios import Scenario
 
@@ -159,13 +159,7 @@ class ScenarioWatcher:
                 return changed
             culprit, earlier, later = clash
             mine, other = (later, earlier) if culprit == later._source else (earlier, later)
-            problem = Problem(
-                culprit,
-                mine._line,
-                "id",
-                f"the id `{later.name}` is already used by the scenario at {other.location}; ids must be unique",
-            )
-            self._report(culprit, [problem], had_version=culprit in self._good)
+            self._report(culprit, [id_clash(mine, other)], had_version=culprit in self._good)
             if culprit in self._good:
                 candidate[culprit] = self._good[culprit]
             else:

@@ -164,9 +164,8 @@ def test_a_new_file_whose_id_clashes_is_refused(folder: Path, watch: Watch, capl
     with caplog.at_level(logging.ERROR, logger="mockllm"):
         assert watcher.reload() is False
     [record] = caplog.records
-    assert f"{path}:3: id: the id `greet` is already used by the scenario at {folder / 'greet.yaml'}:3" in (
-        record.getMessage()
-    )
+    expected = f"{path}:3: scenarios[0].id: the id `greet` is already used by the scenario at {folder / 'greet.yaml'}:3"
+    assert expected in record.getMessage()
     assert "not loading it" in record.getMessage()
     assert ask(server) == "Hello!"
     assert [s.name for s in server.state.scenarios.all()] == ["counter", "greet"]
