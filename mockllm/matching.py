@@ -247,7 +247,8 @@ class Scenarios:
         if not scenarios:
             return (
                 f"No scenario matched this {request.api} request ({summary}): no scenarios are loaded. "
-                f"Load a scenario file (`mockllm serve scenarios/`) or add one through POST /_mockllm/scenarios."
+                f"Load scenario files (`mockllm serve PATH`, or `@pytest.mark.mockllm(PATH)` in tests) or add "
+                f"scenarios (POST /_mockllm/scenarios, or `mockllm.add()` in tests)."
             )
         ranked: list[tuple[float, int, int, Scenario, list[Check]]] = []
         for order, scenario in enumerate(scenarios):

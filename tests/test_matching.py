@@ -528,7 +528,8 @@ def test_explain_miss_limit_and_tool_results() -> None:
 def test_explain_miss_with_nothing_loaded() -> None:
     assert Scenarios().explain_miss(chat()) == (
         'No scenario matched this chat request (model "gpt-4o-mini", prompt "Say hello"): no scenarios are loaded. '
-        "Load a scenario file (`mockllm serve scenarios/`) or add one through POST /_mockllm/scenarios."
+        "Load scenario files (`mockllm serve PATH`, or `@pytest.mark.mockllm(PATH)` in tests) or add "
+        "scenarios (POST /_mockllm/scenarios, or `mockllm.add()` in tests)."
     )
 
 
