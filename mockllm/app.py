@@ -232,12 +232,11 @@ class MockApp:
             return PacedResponse(
                 entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish
             )
-        # A non-streamed reply arrives after the time the whole stream would have taken.
-        chunks = sum(
-            len(c.text) + len(c.reasoning) + len(c.refusal) + sum(len(t.pieces) for t in c.tool_calls)
-            for c in plan.choices[:1]
-        )
-        delay = max(head_delay, pacing.total_time(timing, chunks, scale, self.state.rng))
+        # A non-streamed reply arrives after the time the whole stream would have taken: the same frames, paced.
+        delay = head_delay
+        if timing is not None and scale > 0:
+            stream = protocol.render_stream(plan, parsed, dialect)
+            delay = max(delay, pacing.schedule(stream, timing, scale, self.state.rng)[-1])
         body = protocol.render_body(plan, parsed, dialect)
         headers = {"content-type": "application/json", **headers}
         # Faults act on streams; for a non-streamed request only `disconnect` and `stall` make sense.

@@ -44,9 +44,3 @@ def schedule(frames: Sequence[Frame], timing: TimingSpec | None, scale: float, r
     for waiting in pending:
         deadlines[waiting] = due
     return deadlines
-
-
-def total_time(timing: TimingSpec | None, content_chunks: int, scale: float, rng: random.Random) -> float:
-    """How long the whole stream would take: what a non-streamed reply waits before its body."""
-    frames = [Frame(b"", "content")] * max(1, content_chunks)
-    return schedule(frames, timing, scale, rng)[-1]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from mockllm.pacing import schedule, total_time
+from mockllm.pacing import schedule
 from mockllm.protocols.base import Frame
 from mockllm.scenarios import TimingSpec
 from mockllm.timing import DurationError, parse_duration
@@ -54,10 +54,6 @@ def test_jitter_is_seeded_and_never_goes_backwards() -> None:
 def test_deadlines_do_not_accumulate_error() -> None:
     deadlines = schedule([CONTENT] * 1001, TimingSpec(chunk=0.001), 1.0, random.Random(0))
     assert deadlines[-1] == pytest.approx(1.0)
-
-
-def test_total_time_of_a_non_streamed_reply() -> None:
-    assert total_time(TimingSpec(ttft=0.2, chunk=0.05), 5, 1.0, random.Random(0)) == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize(
