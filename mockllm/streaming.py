@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 from .journal import Entry
 from .protocols.base import Frame
 from .scenarios import FaultSpec
-from .transport import reset_connection
+from .transport import reset_connection, transport_of
 
 
 class PacedResponse:
@@ -45,6 +45,7 @@ class PacedResponse:
         self.finished = finished
         self.streamed = streamed
         self._gone: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
 
     def _cut(self) -> int:
         """Index of the first frame not sent before the fault: after `after` content frames."""
@@ -85,12 +86,17 @@ class PacedResponse:
             frame = self.frames[index]
             if not await self._wait_until(self.deadlines[index], receive):
                 return False
+            if self._transport is not None and self._transport.is_closing():
+                # The client is gone (a write failed) but the server has not told us yet: writing on would only
+                # make asyncio log "socket.send() raised exception" for every frame left.
+                return False
             await send({"type": "http.response.body", "body": frame.data, "more_body": True})
             if frame.kind == "content":
                 entry.chunk_times.append(round(entry.elapsed(), 6))
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._transport = transport_of(scope)
         try:
             if self.head_delay > 0 and not await self._wait_until(self.head_delay, receive):
                 return

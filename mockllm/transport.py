@@ -46,6 +46,12 @@ def _unsent(sock: socket.socket) -> int:
         return 0
 
 
+def transport_of(scope: Scope) -> asyncio.Transport | None:
+    """The transport of the request's connection, when it runs on mockllm's own server."""
+    client: Any = scope.get("client")
+    return _transports.get((str(client[0]), int(client[1]))) if client else None
+
+
 async def reset_connection(scope: Scope, settle: float = 0.05) -> bool:
     """Reset the request's TCP connection (RST, via SO_LINGER 0). False when the transport is unknown.
 
@@ -53,8 +59,7 @@ async def reset_connection(scope: Scope, settle: float = 0.05) -> bool:
     allowed to reach the client: the transport's buffer and the socket's send queue drain (up to a second), and
     the client gets `settle` seconds to read them.
     """
-    client: Any = scope.get("client")
-    transport = _transports.get((str(client[0]), int(client[1]))) if client else None
+    transport = transport_of(scope)
     if transport is None:
         return False
     sock = transport.get_extra_info("socket")

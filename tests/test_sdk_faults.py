@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import socket
+import struct
 import time
 from typing import Any
 
@@ -364,3 +367,28 @@ def test_jitter_varies_the_gaps(start_server: Any) -> None:
     gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(times)]
     assert len(set(gaps)) > 1
     assert all(gap >= 0 for gap in gaps)
+
+
+def test_a_client_that_hangs_up_mid_stream_ends_the_response_quietly(
+    start_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve(start_server, {"text": "word " * 20000})
+    body = json.dumps({"model": "m", "messages": user("hi"), "stream": True}).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        for _ in range(5):
+            with socket.create_connection((server.host, server.port)) as sock:
+                sock.sendall(request)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # hang up with RST
+        deadline = time.monotonic() + 5
+        while any(entry["duration"] is None for entry in journal(server)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    entries = journal(server)
+    assert len(entries) == 5
+    assert all(entry["duration"] is not None for entry in entries)  # every response ended
+    assert all(entry["chunks"] < 20000 for entry in entries)  # and stopped early
+    assert not [r for r in caplog.records if "socket.send() raised exception" in r.getMessage()]
