@@ -31,6 +31,7 @@ from .protocols import ROUTES, ProtocolModule
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
 from .scenarios import Reply, Scenario
 from .streaming import PacedResponse
+from .tokens import tokenize
 
 log = logging.getLogger("mockllm")
 
@@ -42,8 +43,15 @@ BAD_JSON = (
 _LOREM = (
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore "
     "magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo "
-    "consequat. "
+    "consequat."
 )
+_LOREM_TOKENS = tokenize(_LOREM)
+
+
+def lorem(count: int) -> list[str]:
+    """`count` tokens of deterministic filler text."""
+    repeats = count // len(_LOREM_TOKENS) + 1
+    return tokenize(" ".join([_LOREM] * repeats))[:count] if repeats > 1 else _LOREM_TOKENS[:count]
 
 
 @dataclass
@@ -198,8 +206,8 @@ class MockApp:
         if mode == "echo":
             return Reply(text=parsed.prompt or "")
         if mode == "lorem":
-            words = (_LOREM * 20).split(" ")
-            return Reply(chunks=[(" " if i else "") + w for i, w in enumerate(words[: parsed.max_tokens or 50])])
+            # Exactly `max_tokens` tokens (50 without it), cut as a real server cuts a reply at max_tokens.
+            return Reply(chunks=lorem(parsed.max_tokens or 50), finish_reason="length" if parsed.max_tokens else None)
         return None
 
     def _fires(self, probability: float | None) -> bool:
