@@ -381,3 +381,19 @@ def test_the_schemas_tell_the_dialects_apart(openai_server: MockServer) -> None:
     assert errors
     assert "Additional properties are not allowed" in errors[0]
     assert "system_fingerprint" in errors[0]
+
+
+def test_a_refusal_is_ordinary_content_in_the_vllm_dialect(start_server: Any) -> None:
+    server = start_server(
+        dialect="vllm",
+        scenarios_yaml='version: 1\nscenarios:\n  - reply: {refusal: "I can\'t help with that."}\n',
+    )
+    chunks = stream(server, "/v1/chat/completions", chat("anything"))
+    for chunk in chunks:
+        CHAT_SCHEMA.validate(chunk)
+    text = "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"])
+    assert text == "I can't help with that."
+    with openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test") as sdk:
+        completion = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "anything"}])
+    assert completion.choices[0].message.content == "I can't help with that."
+    assert completion.choices[0].message.refusal is None

@@ -220,7 +220,8 @@ def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any],
     if vllm:
         deltas.extend(({"reasoning_content": piece}, "content") for piece in choice.reasoning)
     deltas.extend(({"content": piece}, "content") for piece in choice.text)
-    deltas.extend(({"refusal": piece}, "content") for piece in choice.refusal)
+    # vLLM's deltas have no `refusal` field: a model served by vLLM refuses in ordinary content.
+    deltas.extend(({"content" if vllm else "refusal": piece}, "content") for piece in choice.refusal)
     for j, call in enumerate(calls):
         if j > 0 or has_text or len(calls) > 1 or vllm or choice.refusal:
             deltas.append(({"tool_calls": [headers[j]]}, "head"))
@@ -276,9 +277,9 @@ def _choice_logprobs(choice: ChoicePlan, top: int | None, vllm: bool) -> dict[st
     """The `logprobs` of a non-streamed choice: the same entries the stream carries, in one list."""
     if top is None:
         return None
-    content = _entries(choice.text, top) if choice.text or not choice.refusal else None
     if vllm:
-        return {"content": content or []}
+        return {"content": _entries([*choice.text, *choice.refusal], top)}
+    content = _entries(choice.text, top) if choice.text or not choice.refusal else None
     return {"content": content, "refusal": _entries(choice.refusal, top) if choice.refusal else None}
 
 
@@ -332,10 +333,13 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
     vllm = dialect == "vllm"
     choices = []
     for choice in plan.choices:
+        # vLLM has no refusal of its own: there a refusal is the message's content.
+        text = choice.content + choice.refusal_text if vllm else choice.content
+        refusal = None if vllm else choice.refusal_text or None
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": choice.content if (choice.text or not (choice.tool_calls or choice.refusal)) else None,
-            "refusal": choice.refusal_text or None,
+            "content": text if (text or not (choice.tool_calls or refusal)) else None,
+            "refusal": refusal,
             "annotations": [],
         }
         if choice.tool_calls:
