@@ -14,6 +14,9 @@ EXAMPLE = ROOT / "examples" / "node"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 
+# npm's error codes for a registry it cannot reach.
+OFFLINE = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "ENETUNREACH")
+
 pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node and npm are not installed")
 
 
@@ -33,7 +36,10 @@ def example(tmp_path: Path) -> Path:
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, f"npm ci failed (is the npm registry reachable?):\n{done.stdout}\n{done.stderr}"
+    if done.returncode != 0 and any(code in done.stderr for code in OFFLINE):
+        # No registry to install the openai package from: the example cannot run here (not a failure of mockllm).
+        pytest.skip(f"npm ci could not reach the npm registry: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
     return copy
 
 
