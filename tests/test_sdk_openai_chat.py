@@ -341,6 +341,16 @@ BAD_REQUESTS: list[tuple[Any, str | None, str]] = [
     ({"model": "m", "messages": USER, "stop": 5}, "stop", "'stop'"),
     ({"model": "m", "messages": USER, "stream_options": {"include_usage": True}}, "stream_options", "only allowed"),
     ({"model": "m", "messages": USER, "tools": [{"type": "function"}]}, "tools[0].function.name", "tools[0]"),
+    (
+        {"model": "m", "messages": [{"role": "assistant", "content": None, "tool_calls": True}, *USER]},
+        "messages[0].tool_calls",
+        "expected an array of objects",
+    ),
+    (
+        {"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": "f"}]}, *USER]},
+        "messages[0].tool_calls[0].function.name",
+        "Missing required parameter",
+    ),
 ]
 
 

@@ -24,6 +24,7 @@ from .base import (
     compact,
     content_text,
     include_usage,
+    invalid_type,
     optional_int,
     random_id,
     require_object,
@@ -139,6 +140,21 @@ def _check_message(index: int, message: Any) -> None:
             param=f"{where}.tool_call_id",
             code="missing_required_parameter",
         )
+    calls = message.get("tool_calls")
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise invalid_type(f"{where}.tool_calls", "an array of objects", calls)
+    for j, call in enumerate(calls):
+        if not isinstance(call, Mapping):
+            raise invalid_type(f"{where}.tool_calls[{j}]", "an object", call)
+        function = call.get("function")
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise RequestError(
+                f"Missing required parameter: '{where}.tool_calls[{j}].function.name'.",
+                param=f"{where}.tool_calls[{j}].function.name",
+                code="missing_required_parameter",
+            )
 
 
 def _tool_names(tools: Any) -> list[str]:
