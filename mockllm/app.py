@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,22 @@ BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library "
     "correctly. The API expects a JSON payload, but what was sent was not valid JSON.)"
 )
+LONE_SURROGATE = (
+    "The JSON body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair), which is not a "
+    "character. Send valid Unicode text."
+)
+# json.loads keeps a lone surrogate escape as an unencodable character; look for one only when an escape is there.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(body: Any) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 _LOREM = (
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore "
     "magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo "
@@ -154,16 +171,10 @@ class MockApp:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
             entry.body = raw.decode("utf-8", "replace")
-            return self._error(
-                entry,
-                error_reply(
-                    400,
-                    protocol.API,
-                    dialect,
-                    rid,
-                    message=BAD_JSON,
-                ),
-            )
+            return self._error(entry, error_reply(400, protocol.API, dialect, rid, message=BAD_JSON))
+        if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
+            entry.body = raw.decode("utf-8", "replace")
+            return self._error(entry, error_reply(400, protocol.API, dialect, rid, message=LONE_SURROGATE))
         entry.body = body
         headers = {key.lower(): value for key, value in request.headers.items()}
         try:

@@ -108,9 +108,25 @@ def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines) -> A
     # Scalars: let SafeLoader resolve the tag (int, float, bool, null, str) the way safe_load would.
     loader = yaml.SafeLoader("")
     try:
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
     finally:
         loader.dispose()
+    if isinstance(value, str) and _SURROGATE.search(value):
+        # YAML reads the JSON escape pair "\ud83d\ude00" as two surrogates; join them into the one character.
+        try:
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise _BadText(node.start_mark.line + 1, path) from None
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _BadText(Exception):
+    def __init__(self, line: int, path: tuple[str | int, ...]) -> None:
+        self.line = line
+        self.path = path
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
@@ -138,6 +154,11 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
         return _construct(node, (), lines), lines
     except _DuplicateKey as exc:
         message = f"the key `{exc.key}` appears twice in this mapping (first on line {exc.first}); keep one"
+        raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
+    except _BadText as exc:
+        message = (
+            "the text holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not a character; fix the escape"
+        )
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
 
 

@@ -11,6 +11,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,7 +26,7 @@ from pydantic import (
 from pydantic import BeforeValidator as _Before
 
 from .timing import parse_duration
-from .tokens import count_tokens, tokenize
+from .tokens import tokenize
 
 API_NAMES = ("chat", "completions", "responses", "messages", "embeddings")
 FAULT_KINDS = ("error_event", "end", "disconnect", "malformed", "stall")
@@ -207,11 +208,12 @@ class ToolCallSpec(_Model):
                 )
         return self
 
-    def argument_chunks(self) -> list[str]:
+    @cached_property
+    def argument_pieces(self) -> tuple[str, ...]:
         """The argument fragments to stream."""
         if self.chunks is not None:
-            return [chunk for chunk in self.chunks if chunk]
-        return tokenize(self.arguments)
+            return tuple(chunk for chunk in self.chunks if chunk)
+        return tuple(tokenize(self.arguments))
 
 
 class UsageSpec(_Model):
@@ -292,26 +294,26 @@ class ChoiceSpec(_Model):
             )
         return self
 
-    def content_pieces(self) -> list[str]:
+    # The pieces are split once per scenario (on first use), not on every request.
+    @cached_property
+    def text_pieces(self) -> tuple[str, ...]:
         """The text content as it is streamed, one piece a chunk."""
         if self.chunks is not None:
-            return [chunk for chunk in self.chunks if chunk]
-        return tokenize(self.text) if self.text else []
+            return tuple(chunk for chunk in self.chunks if chunk)
+        return tuple(tokenize(self.text)) if self.text else ()
+
+    @cached_property
+    def reasoning_pieces(self) -> tuple[str, ...]:
+        return tuple(tokenize(self.reasoning)) if self.reasoning else ()
+
+    @cached_property
+    def refusal_pieces(self) -> tuple[str, ...]:
+        return tuple(tokenize(self.refusal)) if self.refusal else ()
 
     def content_chunk_count(self) -> int:
         """Content chunks this choice streams: reasoning, text, refusal and tool-argument fragments."""
-        count = len(self.content_pieces())
-        count += len(tokenize(self.reasoning)) if self.reasoning else 0
-        count += len(tokenize(self.refusal)) if self.refusal else 0
-        count += sum(max(1, len(call.argument_chunks())) for call in self.tool_calls or ())
-        return count
-
-    def completion_tokens(self) -> int:
-        """Tokens this choice's content is worth."""
-        total = sum(count_tokens(piece) for piece in self.content_pieces())
-        total += count_tokens(self.reasoning or "") + count_tokens(self.refusal or "")
-        total += sum(count_tokens(call.arguments) for call in self.tool_calls or ())
-        return total
+        count = len(self.text_pieces) + len(self.reasoning_pieces) + len(self.refusal_pieces)
+        return count + sum(max(1, len(call.argument_pieces)) for call in self.tool_calls or ())
 
 
 class Reply(ChoiceSpec):

@@ -7,6 +7,7 @@ chunk counts, `max_tokens` cuts and usage figures are consistent with each other
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -63,3 +64,9 @@ def count_message_tokens(messages: Iterable[dict[str, Any]], extra: str = "") ->
                 function = call.get("function") or {}
                 total += count_tokens(str(function.get("name", ""))) + count_tokens(str(function.get("arguments", "")))
     return total + count_tokens(extra)
+
+
+@functools.lru_cache(maxsize=65536)
+def piece_tokens(piece: str) -> int:
+    """`count_tokens` of a piece of a scenario's reply, memoised: the same pieces come back on every request."""
+    return count_tokens(piece)

@@ -151,3 +151,15 @@ scenarios:
     assert ask(examples, "order please") == "First."
     ids = [s["id"] for s in httpx.get(examples.url + "/_mockllm/scenarios").json()]
     assert ids[:2] == ["first", "second"]
+
+
+def test_json_documents_with_escaped_emoji_load_as_one_character(examples: MockServer) -> None:
+    # json.dumps escapes 😀 as the pair \ud83d\ude00, which YAML alone would read as two lone surrogates.
+    document = json.dumps({"version": 1, "scenarios": [{"when": {"prompt": "emoji"}, "reply": {"text": "Hi 😀"}}]})
+    assert "\\ud83d\\ude00" in document
+    assert httpx.post(examples.url + "/_mockllm/scenarios", content=document).status_code == 201
+    assert ask(examples, "emoji") == "Hi 😀"
+    lone = document.replace("\\ude00", "")
+    response = httpx.post(examples.url + "/_mockllm/scenarios", content=lone)
+    assert response.status_code == 400
+    assert "lone UTF-16 surrogate" in response.json()["error"]["message"]

@@ -324,6 +324,7 @@ def test_miss_is_a_404_naming_the_closest_scenarios_and_is_not_retried(examples:
 
 BAD_REQUESTS: list[tuple[Any, str | None, str]] = [
     (b"{not json", None, "could not parse the JSON body"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "\\ud83d"}]}', None, "lone UTF-16 surrogate"),
     ([1, 2], None, "must be a JSON object"),
     ({"messages": USER}, "model", "model parameter"),
     ({"model": 42, "messages": USER}, "model", "expected a string"),

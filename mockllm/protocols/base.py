@@ -8,6 +8,7 @@ content.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import string
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..scenarios import ChoiceSpec, Reply
-from ..tokens import count_tokens, tokenize
+from ..tokens import piece_tokens
 
 FrameKind = Literal["head", "content", "tail"]
 
@@ -119,10 +120,10 @@ class ChoicePlan:
 
     def completion_tokens(self) -> int:
         pieces = [*self.reasoning, *self.text, *self.refusal]
-        return sum(count_tokens(piece) for piece in pieces) + sum(count_tokens(c.arguments) for c in self.tool_calls)
+        return sum(piece_tokens(piece) for piece in pieces) + sum(piece_tokens(c.arguments) for c in self.tool_calls)
 
     def reasoning_tokens(self) -> int:
-        return sum(count_tokens(piece) for piece in self.reasoning)
+        return sum(piece_tokens(piece) for piece in self.reasoning)
 
 
 @dataclass
@@ -180,6 +181,12 @@ def request_id() -> str:
     return "req_" + secrets.token_hex(16)
 
 
+@functools.lru_cache(maxsize=65536)
+def json_string(text: str) -> bytes:
+    """A string as `compact` encodes it, memoised: the pieces of a scenario's reply come back on every request."""
+    return json.dumps(text, ensure_ascii=False).encode()
+
+
 def compact(value: Any) -> bytes:
     """JSON as the APIs stream it: compact separators, UTF-8 kept as is."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
@@ -189,7 +196,7 @@ def _take(pieces: list[str], budget: int) -> tuple[list[str], int, bool]:
     """Keep pieces while their tokens fit in `budget`; return kept pieces, budget left, whether cut."""
     kept: list[str] = []
     for piece in pieces:
-        cost = count_tokens(piece) or 1
+        cost = piece_tokens(piece) or 1
         if cost > budget:
             return kept, 0, True
         kept.append(piece)
@@ -218,11 +225,11 @@ def _cut_at_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], str | 
 
 def plan_choice(spec: ChoiceSpec, index: int, request: ParsedRequest, call_ids: list[str]) -> ChoicePlan:
     """Cut one choice by `stop` and `max_tokens` the way a real server does."""
-    reasoning = tokenize(spec.reasoning) if spec.reasoning else []
-    text = spec.content_pieces()
-    refusal = tokenize(spec.refusal) if spec.refusal else []
+    reasoning = list(spec.reasoning_pieces)
+    text = list(spec.text_pieces)
+    refusal = list(spec.refusal_pieces)
     calls = [
-        ToolCallPlan(call.id or call_ids[i], call.name, call.arguments, call.argument_chunks())
+        ToolCallPlan(call.id or call_ids[i], call.name, call.arguments, list(call.argument_pieces))
         for i, call in enumerate(spec.tool_calls or ())
     ]
     finish = spec.finish_reason or ("tool_calls" if calls else "stop")

@@ -17,6 +17,7 @@ from .base import (
     DONE,
     ChoicePlan,
     Frame,
+    FrameKind,
     ParsedRequest,
     Plan,
     RequestError,
@@ -25,6 +26,7 @@ from .base import (
     content_text,
     include_usage,
     invalid_type,
+    json_string,
     optional_int,
     random_id,
     require_object,
@@ -212,9 +214,9 @@ def _header(cid: str, created: int, plan: Plan, vllm: bool) -> dict[str, Any]:
     return head
 
 
-def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any], str]]:
+def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any], FrameKind]]:
     """The deltas of one choice in order, each with its frame kind; the finish delta is added by the caller."""
-    deltas: list[tuple[dict[str, Any], str]] = []
+    deltas: list[tuple[dict[str, Any], FrameKind]] = []
     calls = choice.tool_calls
     headers = [
         {"index": j, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
@@ -254,7 +256,7 @@ def _entries(pieces: list[str], top: int, start: int = 0) -> list[dict[str, Any]
 
 
 def _delta_logprobs(
-    deltas: list[tuple[dict[str, Any], str]], top: int | None, vllm: bool
+    deltas: list[tuple[dict[str, Any], FrameKind]], top: int | None, vllm: bool
 ) -> list[dict[str, Any] | None]:
     """The `logprobs` of each delta (wire-formats.md §2.2 "Logprobs"): null unless the request asked for them.
 
@@ -299,6 +301,10 @@ def _choice_logprobs(choice: ChoicePlan, top: int | None, vllm: bool) -> dict[st
     return {"content": content, "refusal": _entries(choice.refusal, top) if choice.refusal else None}
 
 
+# A chunk's choice with one text field in its delta, as `compact` would write it.
+_TEXT_CHUNK = b'{"index":%d,"delta":{"%s":%s},"logprobs":null,"finish_reason":null}'
+
+
 def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Frame]:
     """The SSE frames of a streamed reply, ending with `data: [DONE]`."""
     vllm = dialect == "vllm"
@@ -309,8 +315,8 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     prefix = b"data: " + envelope[:-1] + b',"choices":['
     suffix = b"]" + (b',"usage":null' if request.include_usage and not vllm else b"") + b"}\n\n"
 
-    def frame(choice: dict[str, Any], kind: str) -> Frame:
-        return Frame(prefix + compact(choice) + suffix, kind)  # type: ignore[arg-type]
+    def frame(choice: dict[str, Any], kind: FrameKind) -> Frame:
+        return Frame(prefix + compact(choice) + suffix, kind)
 
     per_choice = [_choice_deltas(choice, vllm) for choice in plan.choices]
     per_logprobs = [_delta_logprobs(deltas, request.logprobs, vllm) for deltas in per_choice]
@@ -323,8 +329,14 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     for start, stop in rounds:
         for choice, deltas, probs in zip(plan.choices, per_choice, per_logprobs, strict=True):
             for (delta, kind), logprob in zip(deltas[start:stop], probs[start:stop], strict=True):
-                body = {"index": choice.index, "delta": delta, "logprobs": logprob, "finish_reason": None}
-                frames.append(frame(body, kind))
+                if logprob is None and len(delta) == 1 and isinstance(text := next(iter(delta.values())), str):
+                    # The common chunk (one piece of text, no logprobs), spliced from pre-encoded parts.
+                    key = next(iter(delta))
+                    body = _TEXT_CHUNK % (choice.index, key.encode(), json_string(text))
+                    frames.append(Frame(prefix + body + suffix, kind))
+                    continue
+                choice_body = {"index": choice.index, "delta": delta, "logprobs": logprob, "finish_reason": None}
+                frames.append(frame(choice_body, kind))
     for choice in plan.choices:
         finish: dict[str, Any] = {
             "index": choice.index,
