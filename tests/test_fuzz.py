@@ -12,7 +12,8 @@ import pytest
 from mockllm import MockServer
 
 VALUES: list[Any] = [
-    None, True, 0, -1, 1.5, 10**30, "x", "", "\u0000", "\U0001f600", [], {}, [1], ["a"], [None], [[1, 2]], [{}],
+    None, True, 0, -1, 1.5, 10**30, "x", "", "\u0000", "\U0001f600", "\ud83d", [], {}, [1], ["a"], [None],
+    [[1, 2]], [{}],
     {"a": 1}, {"include_usage": "yes"}, [{"role": "user"}], [{"type": "text", "text": 1}],
     [{"type": "function", "function": "x"}], [{"type": "function", "function": {"name": 1}}],
     [{"role": "assistant", "tool_calls": [{"id": 1, "function": {"name": "f", "arguments": 5}}]}],
