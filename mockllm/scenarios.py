@@ -49,6 +49,31 @@ Duration = Annotated[
 ]
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _check_headers(value: Any) -> Any:
+    """Response headers must be sendable: token names, Latin-1 values without line breaks."""
+    if not isinstance(value, Mapping):
+        return value
+    for name, text in value.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise ValueError(f"{name!r} is not a valid header name; use letters, digits and - (like x-request-id)")
+        if isinstance(text, str):
+            if "\r" in text or "\n" in text:
+                raise ValueError(f"the header {name} has a line break in its value; remove it")
+            try:
+                text.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"the header {name} has characters HTTP cannot carry ({text!r}); use ASCII, or percent-encode them"
+                ) from None
+    return value
+
+
+ResponseHeaders = Annotated[dict[str, str], _Before(_check_headers)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -260,7 +285,7 @@ class ErrorSpec(_Model):
     param: str | None = None
     retry_after: Duration | None = None
     should_retry: bool | None = None
-    headers: dict[str, str] | None = None
+    headers: ResponseHeaders | None = None
     body: Any = None
     probability: Probability = None
 
@@ -321,7 +346,7 @@ class Reply(ChoiceSpec):
 
     usage: UsageSpec | None = None
     model: str | None = None
-    headers: dict[str, str] | None = None
+    headers: ResponseHeaders | None = None
     choices: list[ChoiceSpec] | None = None
     vectors: list[list[float]] | None = None
     timing: TimingSpec | None = None

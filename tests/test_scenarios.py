@@ -26,6 +26,32 @@ def problems_in(text: str, source: str = "bad.yaml") -> list[str]:
 
 # (id, document, the exact problems). Line numbers count from the document's first line.
 MISTAKES: list[tuple[str, str, list[str]]] = [
+    (
+        "header-value-not-latin-1",
+        """
+        version: 1
+        scenarios:
+          - id: a
+            reply: {text: hi, headers: {x-city: 東京}}
+        """,
+        [
+            "bad.yaml:4: scenarios[0].reply.headers: the header x-city has characters HTTP cannot carry ('東京'); "
+            "use ASCII, or percent-encode them"
+        ],
+    ),
+    (
+        "header-name-with-a-space",
+        """
+        version: 1
+        scenarios:
+          - id: a
+            reply: {error: {status: 429, headers: {"retry after": "1"}}}
+        """,
+        [
+            "bad.yaml:4: scenarios[0].reply.error.headers: 'retry after' is not a valid header name; use letters, "
+            "digits and - (like x-request-id)"
+        ],
+    ),
     # Misspelt keys, at every level, with the closest valid key.
     (
         "misspelt-reply",
