@@ -169,7 +169,7 @@ class MockApp:
         raw = await request.body()
         try:
             body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             entry.body = raw.decode("utf-8", "replace")
             return self._error(entry, error_reply(400, protocol.API, dialect, rid, message=BAD_JSON))
         if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
@@ -439,8 +439,8 @@ def parse_admin_document(text: str) -> list[Scenario]:
 
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None  # load_text reports the syntax error with its line
+    except (yaml.YAMLError, RecursionError):
+        data = None  # load_text reports the problem, with its line
     if isinstance(data, list):
         text = json.dumps({"version": 1, "scenarios": data})
     elif isinstance(data, dict) and "version" not in data and ("reply" in data or "replies" in data):

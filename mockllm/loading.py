@@ -395,10 +395,17 @@ def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scena
     return document.scenarios, []
 
 
+def _too_deep(source: str) -> Problem:
+    return Problem(source, 0, "", "the document nests too deeply to read; a scenario file needs only a few levels")
+
+
 def load_text(text: str, source: str = "<text>") -> list[Scenario]:
     """Load scenarios from YAML (or JSON) text; raise ScenarioError with every problem."""
-    data, lines = parse_yaml(text, source)
-    scenarios, problems = validate_document(data, lines, source)
+    try:
+        data, lines = parse_yaml(text, source)
+        scenarios, problems = validate_document(data, lines, source)
+    except RecursionError:
+        raise ScenarioError([_too_deep(source)]) from None
     problems.extend(duplicate_id_problems(scenarios))
     if problems:
         raise ScenarioError(problems)
@@ -431,9 +438,11 @@ def read_file(path: Path) -> tuple[list[Scenario], list[Problem]]:
         return [], [Problem(source, 0, "", f"cannot read the file: {exc}")]
     try:
         data, lines = parse_yaml(text, source)
+        scenarios, problems = validate_document(data, lines, source)
     except ScenarioError as exc:
         return [], exc.problems
-    scenarios, problems = validate_document(data, lines, source)
+    except RecursionError:
+        return [], [_too_deep(source)]
     return scenarios, sorted(problems, key=lambda p: p.line)
 
 

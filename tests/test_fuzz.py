@@ -92,3 +92,16 @@ def test_random_scenario_documents_are_accepted_or_explained(start_server: Any) 
                 assert answer.status_code < 500 or scenario.get("reply", {}).get("error") is not None, answer.text
             client.delete("/_mockllm/scenarios")
     assert accepted > 5  # some documents are valid, so replies get rendered too
+
+
+def test_documents_and_bodies_nested_too_deeply_are_refused_clearly(start_server: Any) -> None:
+    server: MockServer = start_server()
+    deep = "[" * 5000 + "]" * 5000
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post("/_mockllm/scenarios", content=f"version: 1\nscenarios: {deep}")
+        assert response.status_code == 400
+        assert "nests too deeply" in response.json()["error"]["message"]
+        response = client.post("/v1/chat/completions", content='{"model": "m", "messages": ' + deep + "}")
+        assert response.status_code == 400
+        assert "could not parse the JSON body" in response.json()["error"]["message"]
+        assert client.get("/_mockllm/requests").status_code == 200
