@@ -361,7 +361,7 @@ class MockApp:
         except UnicodeDecodeError:
             return _admin_error(400, "the body is not UTF-8 text; send a YAML or JSON scenario document")
         try:
-            scenarios = parse_admin_document(text)
+            scenarios = load_text(text, "<admin>", lenient=True)
         except ScenarioError as exc:
             return _admin_error(400, str(exc))
         try:
@@ -431,21 +431,6 @@ def _request_error(exc: RequestError, api: str, dialect: str, rid: str) -> Error
 
 def _admin_error(status: int, message: str) -> Response:
     return _json({"error": {"message": message, "type": "invalid_request_error"}}, status)
-
-
-def parse_admin_document(text: str) -> list[Scenario]:
-    """Scenarios from an admin POST: a scenario document, or (leniently) one scenario or a list of them."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError):
-        data = None  # load_text reports the problem, with its line
-    if isinstance(data, list):
-        text = json.dumps({"version": 1, "scenarios": data})
-    elif isinstance(data, dict) and "version" not in data and ("reply" in data or "replies" in data):
-        text = json.dumps({"version": 1, "scenarios": [data]})
-    return load_text(text, "<admin>")
 
 
 def create_app(

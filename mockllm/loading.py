@@ -81,6 +81,13 @@ class _Lines:
             path = path[:-1]
         return self.by_path.get((), 1)
 
+    def nested(self, prefix: tuple[str | int, ...]) -> _Lines:
+        """The same lines for the data wrapped under `prefix`."""
+        return _Lines(
+            {(*prefix, *path): line for path, line in self.by_path.items()} | {(): self.by_path.get((), 1)},
+            {(*prefix, *path): line for path, line in self.key_lines.items()},
+        )
+
 
 class _DuplicateKey(Exception):
     def __init__(self, key: str, line: int, path: tuple[str | int, ...], first: int) -> None:
@@ -399,10 +406,17 @@ def _too_deep(source: str) -> Problem:
     return Problem(source, 0, "", "the document nests too deeply to read; a scenario file needs only a few levels")
 
 
-def load_text(text: str, source: str = "<text>") -> list[Scenario]:
-    """Load scenarios from YAML (or JSON) text; raise ScenarioError with every problem."""
+def load_text(text: str, source: str = "<text>", lenient: bool = False) -> list[Scenario]:
+    """Load scenarios from YAML (or JSON) text; raise ScenarioError with every problem.
+
+    `lenient` also takes a bare list of scenarios, or one scenario, for the admin API.
+    """
     try:
         data, lines = parse_yaml(text, source)
+        if lenient and isinstance(data, list):
+            data, lines = {"version": 1, "scenarios": data}, lines.nested(("scenarios",))
+        elif lenient and isinstance(data, Mapping) and "version" not in data and ("reply" in data or "replies" in data):
+            data, lines = {"version": 1, "scenarios": [data]}, lines.nested(("scenarios", 0))
         scenarios, problems = validate_document(data, lines, source)
     except RecursionError:
         raise ScenarioError([_too_deep(source)]) from None

@@ -163,3 +163,15 @@ def test_json_documents_with_escaped_emoji_load_as_one_character(examples: MockS
     response = httpx.post(examples.url + "/_mockllm/scenarios", content=lone)
     assert response.status_code == 400
     assert "lone UTF-16 surrogate" in response.json()["error"]["message"]
+
+
+def test_a_bare_list_of_scenarios_reports_problems_at_their_lines(examples: MockServer) -> None:
+    bare = "- when: {prompt: one}\n  reply: {text: One.}\n- when: {prompt: two}\n  repy: {text: Two.}\n"
+    response = httpx.post(examples.url + "/_mockllm/scenarios", content=bare)
+    assert response.status_code == 400
+    assert (
+        "<admin>:4: scenarios[1].repy: unknown key `repy`; did you mean `reply`?" in response.json()["error"]["message"]
+    )
+    fixed = bare.replace("repy", "reply")
+    assert httpx.post(examples.url + "/_mockllm/scenarios", content=fixed).status_code == 201
+    assert ask(examples, "two") == "Two."
