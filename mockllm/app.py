@@ -1,7 +1,7 @@
-"""The Starlette application: API routes, the admin API, and the send loop (pacing and faults).
+"""The Starlette application: the API routes and the admin API.
 
 A request flows: route → protocol parses it → matching picks a scenario → the protocol renders the reply to
-frames → the send loop paces them and applies faults.
+frames → the send loop (`streaming.py`) paces them and applies faults.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,13 +29,12 @@ from .loading import ScenarioError, load_scenarios, load_text
 from .matching import Scenarios, UnknownScenario
 from .protocols import ROUTES, ProtocolModule
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
-from .scenarios import Reply, Scenario
+from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
 from .tokens import tokenize
 
-log = logging.getLogger("mockllm")
-
 FALLBACKS = ("error", "echo", "lorem")
+
 BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library "
     "correctly. The API expects a JSON payload, but what was sent was not valid JSON.)"
@@ -81,6 +79,16 @@ class Settings:
     seed: int = 0
     journal_size: int = 1000
     fallback: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"dialect={self.dialect!r} is not a dialect; use one of {', '.join(DIALECTS)}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"fallback={self.fallback!r} is not a fallback; use one of {', '.join(FALLBACKS)}")
+        if not self.time_scale >= 0:
+            raise ValueError(f"time_scale={self.time_scale!r} is negative; use 0 (instant) or more")
+        if self.journal_size < 1:
+            raise ValueError(f"journal_size={self.journal_size!r} is too small; use 1 or more")
 
 
 class MockState:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import openai
+import pytest
 from sse_utils import openai_client
 
 from mockllm import MockServer
@@ -175,3 +177,22 @@ def test_a_bare_list_of_scenarios_reports_problems_at_their_lines(examples: Mock
     fixed = bare.replace("repy", "reply")
     assert httpx.post(examples.url + "/_mockllm/scenarios", content=fixed).status_code == 201
     assert ask(examples, "two") == "Two."
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dialect": "vlm"}, "dialect='vlm' is not a dialect; use one of openai, vllm"),
+        ({"fallback": "silence"}, "fallback='silence' is not a fallback; use one of error, echo, lorem"),
+        ({"time_scale": -1}, "time_scale=-1 is negative"),
+        ({"journal_size": 0}, "journal_size=0 is too small"),
+    ],
+)
+def test_mock_server_refuses_bad_options(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MockServer(**options)  # type: ignore[arg-type]
+
+
+def test_mock_server_refuses_unknown_options() -> None:
+    with pytest.raises(TypeError, match="unknown option"):
+        MockServer(time_scal=0)
