@@ -10,10 +10,12 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .app import Settings, create_app
     from .loading import Problem, ScenarioError, load_scenarios
+    from .pytest_plugin import MockLLM
     from .scenarios import Scenario
     from .server import MockServer, PortInUseError
 
 __all__ = [
+    "MockLLM",
     "MockServer",
     "PortInUseError",
     "Problem",
@@ -28,6 +30,7 @@ __all__ = [
 # Exports are imported on first use: the pytest plugin is loaded by every pytest run in an environment where mockllm
 # is installed, and importing the server (starlette, uvicorn, pydantic) costs a quarter of a second.
 _LAZY = {
+    "MockLLM": "pytest_plugin",  # the `mockllm` fixture's handle, for annotations (needs pytest)
     "MockServer": "server",
     "PortInUseError": "server",
     "Problem": "loading",
