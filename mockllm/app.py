@@ -32,6 +32,7 @@ from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply
 from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
 from .tokens import tokenize
+from .unknown import unknown_route_message
 
 FALLBACKS = ("error", "echo", "lorem")
 
@@ -394,17 +395,27 @@ class MockApp:
         return _json({"reset": True})
 
     async def not_found(self, request: Request) -> Response:
-        rid = request_id()
+        """A path the server does not serve: journaled and logged like a miss, so a test cannot pass over it."""
+        path = request.url.path
+        entry = self.state.journal.open(request.method, path)
+        raw = await request.body()
+        try:
+            entry.body = json.loads(raw) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            entry.body = raw.decode("utf-8", "replace")
+        entry.miss = unknown_route_message(request.method, path, ROUTES)
+        # An Anthropic client's path gets Anthropic's error shape, so that its SDK reads the message.
+        api = "messages" if path.rstrip("/").endswith("/messages") else "chat"
         error = error_reply(
             404,
-            "chat",
+            api,
             self.state.settings.dialect,
-            rid,
+            request_id(),
             code="unknown_url",
-            message=f"Unknown request URL: {request.method} {request.url.path}. mockllm serves "
-            f"{', '.join(sorted(ROUTES))}, /v1/models and /_mockllm/. Check the base URL.",
+            message=entry.miss,
+            should_retry=False,
         )
-        return Response(error.body, 404, {**error.headers, "x-should-retry": "false"}, "application/json")
+        return self._error(entry, error)
 
     def build(self) -> Starlette:
         routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
@@ -418,7 +429,7 @@ class MockApp:
             Route("/_mockllm/requests", self.get_requests, methods=["GET"]),
             Route("/_mockllm/requests", self.delete_requests, methods=["DELETE"]),
             Route("/_mockllm/reset", self.reset, methods=["POST"]),
-            Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         ]
         app = Starlette(routes=routes)
         app.state.mock = self.state

@@ -179,7 +179,8 @@ def test_unmatched_request_fails_the_test_naming_the_closest_scenario(project: p
             "*_ test_caught _*",
             "mockllm: 1 request in this test matched no scenario.",
             "1. POST /v1/chat/completions",
-            '   body: {"model": "m", "messages": [{"role": "user", "content": "hello"}]}',
+            # The key order is the SDK's (openai 3.x sends `messages` first).
+            '   body: {*"messages": [[]{"role": "user", "content": "hello"}]*}',  # [[] is a literal [
             '   No scenario matched this chat request (model "m", prompt "hello"). Closest scenarios:',
             '   - `greet` (*greet.yaml:3): prompt: expected "hi", got "hello"*',
             "*strict=False*",
@@ -631,3 +632,28 @@ def test_accepted_connections_have_nodelay() -> None:
         [transport] = [t for (host, _), t in _transports.items() if host == "127.0.0.1" and not t.is_closing()][-1:]
         sock = transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_request_to_an_unserved_path_fails_the_test_like_a_miss(project: pytest.Pytester) -> None:
+    write_test(
+        project,
+        """
+        import openai, pytest
+
+        def test_wrong_base_url(mockllm):
+            mockllm.add(when={"prompt": "hi"}, reply={"text": "Hello!"})
+            # A client configured without /v1 hits an unserved path; the test swallows the error.
+            with openai.OpenAI(base_url=mockllm.url, max_retries=0) as client:
+                with pytest.raises(openai.NotFoundError):
+                    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        """,
+    )
+    result = project.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mockllm: 1 request in this test matched no scenario.",
+            "1. POST /chat/completions",
+            "*mockllm does not serve POST /chat/completions. Likely fix: the base URL is missing /v1*",
+        ]
+    )

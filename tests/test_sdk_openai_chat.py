@@ -404,7 +404,7 @@ scenarios:
 def test_unknown_route_is_an_openai_shaped_404(examples: MockServer) -> None:
     response = httpx.post(examples.url + "/v1/chat/complete", json={})
     assert response.status_code == 404
-    assert "Unknown request URL: POST /v1/chat/complete" in response.json()["error"]["message"]
+    assert "mockllm does not serve POST /v1/chat/complete" in response.json()["error"]["message"]
 
 
 def test_raw_body_is_valid_chat_completion_json(examples: MockServer) -> None:

@@ -63,7 +63,7 @@ def test_the_wheel_serves_the_examples_with_the_image_command_line(tmp_path: Pat
     if importlib.util.find_spec("hatchling") is not None:
         build.insert(4, "--no-build-isolation")  # the build backend is here already: no need to fetch it
     _run(build, tmp_path)
-    [wheel] = dist.glob("mockllm-*.whl")
+    [wheel] = dist.glob("mockllm_server-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "mockllm/__main__.py" in names
     assert not any(name.startswith(("tests/", "scenarios/")) for name in names)
