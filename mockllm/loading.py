@@ -426,8 +426,18 @@ def load_text(text: str, source: str = "<text>", lenient: bool = False) -> list[
     return scenarios
 
 
+def same_file(path: str | Path) -> Path:
+    """The real file behind a path (symlinks, `..` and relative parts resolved), to load each file once."""
+    return Path(path).resolve()
+
+
 def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem | None]]:
-    """Expand files and folders (`*.yaml`, `*.yml`, `*.json`, recursively, sorted) in order."""
+    """Expand files and folders (`*.yaml`, `*.yml`, `*.json`, recursively, sorted) in order.
+
+    A file reached through two paths (`serve file.yaml folder/`, a folder and a symlink into it) comes once, at
+    its first place: loading it twice would only make its ids clash with themselves.
+    """
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -436,9 +446,13 @@ def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem 
                 empty = "the folder holds no .yaml, .yml or .json scenario files; add one or pass another path"
                 yield path, Problem(str(path), 0, "", empty)
             for file in found:
-                yield file, None
+                if same_file(file) not in seen:
+                    seen.add(same_file(file))
+                    yield file, None
         elif path.is_file():
-            yield path, None
+            if same_file(path) not in seen:
+                seen.add(same_file(path))
+                yield path, None
         else:
             yield path, Problem(str(path), 0, "", "no such file or folder; check the path")
 

@@ -279,7 +279,11 @@ class MockLLM:
         """
         from .loading import load_scenarios
 
-        return self.server.add_scenarios(load_scenarios([self._base / os.fspath(path)]))
+        loaded = load_scenarios([self._base / os.fspath(path)])
+        fresh = _not_served(loaded, self.server.state.scenarios.file_scenarios)
+        if fresh:
+            self.server.add_scenarios(fresh)
+        return [s.name for s in loaded]
 
     @property
     def requests(self) -> list[Entry]:
@@ -319,6 +323,15 @@ class MockLLM:
         fresh = [entry for entry in self.misses if entry.id not in self._reported]
         self._reported.update(entry.id for entry in fresh)
         return fresh
+
+
+def _not_served(scenarios: list[Scenario], served: list[Scenario]) -> list[Scenario]:
+    """`scenarios` less those from files that `served` already holds: each real file is loaded once (a module marker
+    on a folder plus a test marker on a file in it, a session server and a marker naming the same file)."""
+    from .loading import same_file
+
+    files = {same_file(s._source) for s in served if Path(s._source).is_file()}
+    return [s for s in scenarios if not (Path(s._source).is_file() and same_file(s._source) in files)]
 
 
 def _show_path(filename: str) -> str:
@@ -387,6 +400,8 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     state = server.state
     saved_settings = (state.settings.time_scale, state.settings.seed)
     saved_files = state.scenarios.file_scenarios
+    # A file the session server already serves is not loaded a second time for the marker.
+    marker_scenarios = _not_served(marker_scenarios, saved_files)
     clash = {s.name for s in marker_scenarios} & {s.name for s in saved_files}
     if clash:
         pytest.fail(

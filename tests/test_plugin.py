@@ -657,3 +657,41 @@ def test_a_request_to_an_unserved_path_fails_the_test_like_a_miss(project: pytes
             "*mockllm does not serve POST /chat/completions. Likely fix: the base URL is missing /v1*",
         ]
     )
+
+
+def test_each_real_file_is_loaded_once_whatever_paths_reach_it(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        """
+        import pathlib, pytest
+        from mockllm import MockServer
+
+        @pytest.fixture(scope="session")
+        def mockllm_server():
+            # The session server already serves greet.yaml to every test.
+            with MockServer([pathlib.Path(__file__).parent / "tests" / "scenarios" / "greet.yaml"], time_scale=0) as s:
+                yield s
+        """
+    )
+    write_test(
+        project,
+        """
+        import openai, pytest
+
+        pytestmark = pytest.mark.mockllm("scenarios")  # a module marker on the folder
+
+        def ask(prompt):
+            with openai.OpenAI(max_retries=0) as client:
+                reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+                return reply.choices[0].message.content
+
+        @pytest.mark.mockllm("scenarios/greet.yaml")  # and a test marker on a file in it
+        def test_folder_and_file(mockllm):
+            assert ask("hi") == "Hello there!"
+
+        def test_load_a_served_file(mockllm):
+            assert mockllm.load("scenarios/../scenarios/greet.yaml") == ["greet", "count"]
+            assert ask("hi") == "Hello there!"
+        """,
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=2)

@@ -893,3 +893,16 @@ def test_bad_documents_do_not_validate(schema: dict[str, Any], document: dict[st
     # The loader refuses them too.
     with pytest.raises(ScenarioError):
         load_text(json.dumps(document), "doc.json")
+
+
+def test_a_file_reached_through_two_paths_is_loaded_once(tmp_path: Path) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    file = folder / "a.yaml"
+    file.write_text("version: 1\nscenarios:\n  - id: one\n    reply: {text: hi}\n")
+    (tmp_path / "link.yaml").symlink_to(file)
+    relative = folder / ".." / "scenarios" / "a.yaml"
+    scenarios, problems = collect([file, folder, tmp_path / "link.yaml", relative])
+    assert problems == []
+    assert [s.name for s in scenarios] == ["one"]
+    assert scenarios[0]._source == str(file)  # named by the path it was first reached through

@@ -19,29 +19,32 @@ def _last(server: MockServer) -> dict[str, object]:
 
 
 def test_base_url_without_v1_names_the_fix(examples: MockServer) -> None:
-    with openai.OpenAI(base_url=examples.url, api_key="sk-test", max_retries=0) as client:
-        with pytest.raises(openai.NotFoundError) as info:
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}])
+    client = openai.OpenAI(base_url=examples.url, api_key="sk-test", max_retries=0)
+    with client, pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}])
     message = info.value.message
     assert "mockllm does not serve POST /chat/completions" in message
-    assert "missing /v1" in message and "/v1/chat/completions" in message
+    assert "missing /v1" in message
+    assert "/v1/chat/completions" in message
     assert "POST /v1/chat/completions" in message  # the served routes are listed
     entry = _last(examples)
     assert entry["path"] == "/chat/completions"
     assert entry["status"] == 404
     assert entry["body"] == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
-    assert isinstance(entry["miss"], str) and "missing /v1" in entry["miss"]
+    assert isinstance(entry["miss"], str)
+    assert "missing /v1" in entry["miss"]
 
 
 def test_doubled_v1_from_an_anthropic_client(examples: MockServer) -> None:
     # The Anthropic SDK appends /v1/messages itself: a base URL ending in /v1 doubles it.
-    with anthropic.Anthropic(base_url=examples.url + "/v1", api_key="sk-ant-test", max_retries=0) as client:
-        with pytest.raises(anthropic.NotFoundError) as info:
-            client.messages.create(model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    client = anthropic.Anthropic(base_url=examples.url + "/v1", api_key="sk-ant-test", max_retries=0)
+    with client, pytest.raises(anthropic.NotFoundError) as info:
+        client.messages.create(model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert "/v1 twice" in info.value.message
     assert info.value.response.headers["x-should-retry"] == "false"
     body = info.value.body
-    assert isinstance(body, dict) and body["type"] == "error"  # Anthropic's shape for an Anthropic path
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
     assert _last(examples)["path"] == "/v1/v1/messages"
 
 
