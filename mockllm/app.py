@@ -241,7 +241,7 @@ class MockApp:
         timing = reply.timing
         head_delay = (timing.headers or 0.0) * scale if timing else 0.0
         if reply.error is not None and self._fires(reply.error.probability):
-            error = scenario_error(reply.error, protocol.API, dialect, rid)
+            error = scenario_error(reply.error, protocol.API, dialect, rid, scale)
             if head_delay:
                 await asyncio.sleep(head_delay)
             return self._error(entry, error, _openai_headers(dialect, rid) if protocol.API != "messages" else None)

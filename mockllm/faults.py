@@ -141,14 +141,21 @@ def error_reply(
     return ErrorReply(status, out, body, kind, text)
 
 
-def scenario_error(spec: ErrorSpec, api: str, dialect: str, request_id: str) -> ErrorReply:
-    """The error a scenario's `error:` block describes."""
+def scenario_error(spec: ErrorSpec, api: str, dialect: str, request_id: str, time_scale: float = 1.0) -> ErrorReply:
+    """The error a scenario's `error:` block describes.
+
+    `retry_after` is scaled by `time_scale` like every other wait, so that a 429 under `--time-scale 0` is retried
+    at once: the SDKs obey the header (wire-formats.md §6). A scaled value never goes below 1 ms, because the SDKs
+    read 0 as "no server advice" and fall back to their own backoff of about half a second. At scale 1 the values
+    are sent as written.
+    """
     headers = dict(spec.headers or {})
     if spec.retry_after is not None:
-        # `--time-scale` scales the server's own waiting, never the retry-after values it sends (DESIGN.md).
         seconds = spec.retry_after
+        if time_scale != 1:
+            seconds = max(0.001, seconds * time_scale)
         headers.setdefault("retry-after", _format_seconds(seconds))
-        headers.setdefault("retry-after-ms", _format_seconds(seconds * 1000))
+        headers.setdefault("retry-after-ms", _format_seconds(round(seconds * 1000, 3)))
     return error_reply(
         spec.status,
         api,

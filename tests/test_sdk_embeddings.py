@@ -198,7 +198,7 @@ def test_fixed_vectors_that_do_not_fit_the_request_are_a_clear_400(client: opena
 def test_a_scenario_error_applies_to_embeddings(client: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as caught:
         client.embeddings.create(model=SMALL, input="limited")
-    assert caught.value.response.headers["retry-after"] == "1"
+    assert caught.value.response.headers["retry-after-ms"] == "1"  # 1s at --time-scale 0: 1 ms
 
 
 @pytest.mark.parametrize(

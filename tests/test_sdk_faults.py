@@ -58,10 +58,7 @@ def stream_contents(server: MockServer, **options: Any) -> tuple[list[str], Base
 # -- errors ------------------------------------------------------------------------------------------------
 
 
-def test_429_with_retry_after_then_success(start_server: Any) -> None:
-    server = serve(start_server, {"text": "unused"})
-    server.add(
-        """
+LIMITED_THEN_OK = """
 version: 1
 scenarios:
   - id: limited
@@ -69,7 +66,11 @@ scenarios:
       - error: {status: 429, retry_after: 1s}
       - text: Made it.
 """
-    )
+
+
+def test_429_with_retry_after_then_success(start_server: Any) -> None:
+    server = serve(start_server, {"text": "unused"}, time_scale=1)
+    server.add(LIMITED_THEN_OK)
     completion = client_for(server, max_retries=2).chat.completions.create(model="m", messages=user("hi"))
     assert completion.choices[0].message.content == "Made it."
     first, second = journal(server)
@@ -80,8 +81,23 @@ scenarios:
     assert 0.9 <= gap < 5, gap  # the SDK honoured retry-after: 1
 
 
+def test_time_scale_0_makes_the_retry_immediate(start_server: Any) -> None:
+    # The same 1 s retry-after, served at --time-scale 0: the SDK waits 1 ms, not 1 s (nor its own ~0.5 s backoff,
+    # which it would use for a retry-after of 0).
+    server = serve(start_server, {"text": "unused"}, time_scale=0)
+    server.add(LIMITED_THEN_OK)
+    raw = post_raw(server.url, "/v1/chat/completions", {"model": "m", "messages": user("hi")})
+    assert (raw.headers["retry-after-ms"], raw.headers["retry-after"]) == ("1", "0.001")
+    server.reset()
+    server.add(LIMITED_THEN_OK)
+    completion = client_for(server, max_retries=2).chat.completions.create(model="m", messages=user("hi"))
+    assert completion.choices[0].message.content == "Made it."
+    first, second = journal(server)
+    assert second["time"] - first["time"] < 0.3
+
+
 def test_429_headers_and_body(start_server: Any) -> None:
-    server = serve(start_server, {"error": {"status": 429, "retry_after": "1.5s"}})
+    server = serve(start_server, {"error": {"status": 429, "retry_after": "1.5s"}}, time_scale=1)
     response = post_raw(server.url, "/v1/chat/completions", {"model": "m", "messages": user("hi")})
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1.5"
@@ -97,10 +113,13 @@ def test_429_headers_and_body(start_server: Any) -> None:
     }
 
 
-def test_retry_after_is_not_scaled(start_server: Any) -> None:
-    server = serve(start_server, {"error": {"status": 429, "retry_after": 2}}, time_scale=0.1)
+@pytest.mark.parametrize(
+    ("scale", "seconds", "millis"), [(1, "2", "2000"), (0.1, "0.2", "200"), (0.0001, "0.001", "1"), (0, "0.001", "1")]
+)
+def test_retry_after_is_scaled_by_the_time_scale(start_server: Any, scale: float, seconds: str, millis: str) -> None:
+    server = serve(start_server, {"error": {"status": 429, "retry_after": 2}}, time_scale=scale)
     response = post_raw(server.url, "/v1/chat/completions", {"model": "m", "messages": user("hi")})
-    assert response.headers["retry-after"] == "2"
+    assert (response.headers["retry-after"], response.headers["retry-after-ms"]) == (seconds, millis)
 
 
 def test_should_retry_false_stops_the_retry(start_server: Any) -> None:
