@@ -11,6 +11,12 @@ from typing import Any
 from .protocols.base import ParsedRequest
 from .scenarios import Reply, Scenario, StringCondition, When
 
+# Token ids cannot be read back as text without the model's tokenizer files, which are not available offline.
+TOKEN_IDS = (
+    "the input arrived as token ids, which mockllm cannot read as text (LangChain's OpenAIEmbeddings sends token "
+    "ids by default: pass check_embedding_ctx_length=False to send the text)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -87,7 +93,9 @@ def _checks(when: When, request: ParsedRequest) -> Iterator[Check]:
             Check("stream", ok, "" if ok else f"expected {str(when.stream).lower()}, got {str(request.stream).lower()}")
         )
     if when.prompt is not None:
-        if not request.prompts:
+        if not request.prompts and any(not isinstance(item, str) for item in request.inputs):
+            yield Check("prompt", False, f"expected {when.prompt.describe()}, but {TOKEN_IDS}")
+        elif not request.prompts:
             yield Check("prompt", False, f"expected {when.prompt.describe()}, but the request has no prompt")
         else:
             failed = next((p for p in request.prompts if not when.prompt.test(p)), None)
