@@ -9,6 +9,7 @@ those of the same text sent by any other client.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -37,12 +38,9 @@ def server() -> Iterator[MockServer]:
 def test_langchain_sends_text_and_gets_the_same_vectors_as_the_sdk(server: MockServer) -> None:
     from langchain_openai import OpenAIEmbeddings
 
-    embedder = OpenAIEmbeddings(
-        model=SMALL,
-        base_url=server.openai_base_url,
-        api_key="sk-test",  # type: ignore[arg-type, unused-ignore]
-        check_embedding_ctx_length=False,
-    )
+    # Keyword arguments through a dict: LangChain's pydantic aliases (base_url, api_key) are not visible to mypy.
+    options: dict[str, Any] = {"base_url": server.openai_base_url, "api_key": "sk-test"}
+    embedder = OpenAIEmbeddings(model=SMALL, check_embedding_ctx_length=False, **options)
     vectors = embedder.embed_documents(["hello world"])
     with openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=0) as client:
         direct = client.embeddings.create(model=SMALL, input="hello world").data[0].embedding
