@@ -270,8 +270,10 @@ class MockApp:
         # Faults act on streams; for a non-streamed request only `disconnect` and `stall` make sense.
         applied = fault if fault is not None and fault.kind in ("disconnect", "stall") else None
         frames = [Frame(body, "content")]
+        # A real server sends a non-streamed reply's status line with its body, once the whole answer is ready: the
+        # status line waits too (a `timing.headers` read-timeout test must see no byte before the delay).
         return PacedResponse(
-            entry, 200, headers, frames, [delay], 0.0, applied, [], scale, self._finish, streamed=False
+            entry, 200, headers, frames, [delay], delay, applied, [], scale, self._finish, streamed=False
         )
 
     # -- models ---------------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ class Entry:
     status: int | None = None
     error: dict[str, Any] | None = None
     fault: str | None = None
+    # What the client saw of the response: `complete`; `reset` (the connection was reset by a disconnect fault);
+    # `truncated` (the body ended early and cleanly: an end, error_event or timed stall fault); `client_closed`
+    # (the client hung up first). None while the response is in flight.
+    outcome: str | None = None
     chunk_times: list[float] = field(default_factory=list)
     duration: float | None = None
     started: float = field(default_factory=perf_counter, repr=False)
@@ -40,9 +44,10 @@ class Entry:
         """Seconds since the request arrived."""
         return perf_counter() - self.started
 
-    def finish(self, status: int) -> None:
-        """Mark the response as ended."""
+    def finish(self, status: int | None, outcome: str = "complete") -> None:
+        """Mark the response as ended; `status` is None when the status line never went out."""
         self.status = status
+        self.outcome = outcome
         self.duration = round(self.elapsed(), 6)
 
     def to_json(self) -> dict[str, Any]:
@@ -60,6 +65,7 @@ class Entry:
             "status": self.status,
             "error": self.error,
             "fault": self.fault,
+            "outcome": self.outcome,
             "chunks": self.chunks,
             "chunk_times": list(self.chunk_times),
             "duration": self.duration,

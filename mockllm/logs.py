@@ -94,6 +94,7 @@ def request_fields(entry: Entry) -> dict[str, Any]:
         "status": entry.status,
         "duration": entry.duration,
         "fault": entry.fault,
+        "outcome": entry.outcome,
         "chunks": entry.chunks,
     }
 
@@ -105,12 +106,14 @@ def log_request(entry: Entry) -> None:
     """
     outcome = entry.scenario or ("miss" if entry.miss else "-")
     fault = f" fault={entry.fault}" if entry.fault else ""
+    if entry.outcome not in (None, "complete"):
+        fault += f" outcome={entry.outcome}"
     log.info(
         "%s %s %s %s %.3fs%s",
         entry.method,
         entry.path,
         outcome,
-        entry.status,
+        entry.status if entry.status is not None else "-",
         entry.duration or 0.0,
         fault,
         extra={"fields": request_fields(entry)},

@@ -102,6 +102,8 @@ class PacedResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._transport = transport_of(scope)
+        started = False  # whether the status line went out
+        outcome = "client_closed"  # until the body ends some other way
         try:
             if self.head_delay > 0 and not await self._wait_until(self.head_delay, receive):
                 return
@@ -111,24 +113,28 @@ class PacedResponse:
                 # status line (a reset connection, or a stall before a late answer).
                 self.entry.fault = fault.kind
                 if not await self._fault(scope, receive, send):
+                    outcome = "reset" if fault.kind == "disconnect" else outcome
                     return
                 fault = None
             raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
             await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
+            started = True
             cut = len(self.frames) if fault is None else self._cut()
             if not await self._send_frames(0, cut, receive, send):
                 return
             if fault is not None:
                 self.entry.fault = fault.kind
                 if not await self._fault(scope, receive, send):
+                    outcome = "reset" if fault.kind == "disconnect" else outcome
                     return
                 if fault.kind == "malformed" and not await self._send_frames(cut, len(self.frames), receive, send):
                     return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            outcome = "complete" if fault is None or fault.kind == "malformed" else "truncated"
         finally:
             if self._gone is not None:
                 self._gone.cancel()
-            self.entry.finish(self.status)
+            self.entry.finish(self.status if started else None, outcome)
             self.finished(self.entry)
 
     async def _fault(self, scope: Scope, receive: Receive, send: Send) -> bool:

@@ -126,7 +126,7 @@ def test_one_line_per_request_names_scenario_or_miss_status_duration_and_fault(
     lines = [r.getMessage() for r in caplog.records]
     assert re.fullmatch(r"POST /v1/chat/completions greet 200 \d+\.\d{3}s", lines[0])
     assert re.fullmatch(r"POST /v1/chat/completions miss 404 \d+\.\d{3}s", lines[1])
-    assert re.fullmatch(r"POST /v1/chat/completions cut 200 \d+\.\d{3}s fault=end", lines[2])
+    assert re.fullmatch(r"POST /v1/chat/completions cut 200 \d+\.\d{3}s fault=end outcome=truncated", lines[2])
     assert len(lines) == 3
 
 

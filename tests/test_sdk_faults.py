@@ -273,12 +273,16 @@ def test_disconnect_is_a_connection_reset(start_server: Any) -> None:
     (entry,) = journal(server)
     assert entry["fault"] == "disconnect"
     assert entry["chunks"] == 2
+    # The client saw the 200 status line, then a reset: the journal says both.
+    assert (entry["status"], entry["outcome"]) == (200, "reset")
 
 
 def test_disconnect_on_a_non_streamed_request(start_server: Any) -> None:
     server = serve(start_server, {"text": FIVE, "fault": {"kind": "disconnect"}})
     with pytest.raises(openai.APIConnectionError):
         client_for(server).chat.completions.create(model="m", messages=user("hi"))
+    # No status line ever reached the client.
+    assert [(e["status"], e["outcome"]) for e in journal(server)] == [(None, "reset")]
 
 
 def test_malformed_line_then_the_stream_goes_on(start_server: Any) -> None:
@@ -325,6 +329,18 @@ def test_headers_delay_longer_than_the_timeout(start_server: Any) -> None:
     assert got == []
     # APITimeoutError, or on openai 3.3 the transport's own ReadTimeout (httpx2) unwrapped.
     assert isinstance(error, openai.APITimeoutError) or type(error).__name__ == "ReadTimeout", repr(error)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_headers_delay_holds_back_the_status_line(start_server: Any, stream: bool) -> None:
+    server = serve(start_server, {"text": "Late.", "timing": {"headers": "300ms"}}, time_scale=1)
+    body = {"model": "m", "messages": user("hi"), "stream": stream}
+    started = time.monotonic()
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=10) as response:
+        status_after = time.monotonic() - started  # httpx returns once the status line and headers are in
+        response.read()
+    assert response.status_code == 200
+    assert status_after >= 0.29, status_after
 
 
 def test_fault_probability_zero_never_fires(start_server: Any) -> None:
