@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._version import __version__
 from .loading import collect, json_schema
@@ -140,8 +142,34 @@ def _usage_error(message: str) -> int:
     return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a "did you mean" for a mistyped option."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.match(r"unrecognized arguments: (-\S+)", message)
+        if match:
+            given = match.group(1).split("=", 1)[0]
+            # Compared without the dashes, which every option shares and which would make any two look alike.
+            names = {option.lstrip("-"): option for option in _option_strings(self)}
+            close = difflib.get_close_matches(given.lstrip("-"), list(names), n=1, cutoff=0.7)
+            hint = f"; did you mean {names[close[0]]}?" if close else f"; see `{self.prog} --help` for the options"
+            message = f"unknown option {given}{hint}"
+        super().error(message)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of a parser and of its subcommands."""
+    found: list[str] = []
+    for action in parser._actions:
+        found.extend(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_option_strings(sub))
+    return sorted(set(found))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mockllm",
         description="A mock and replay server for testing LLM clients (OpenAI, Anthropic, vLLM).",
     )
@@ -297,6 +325,13 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.grace,
     )
     server = uvicorn.Server(config)
+    if not args.paths:
+        log.warning(
+            "no scenario files given: every request is a miss (404)%s. Load scenarios with `mockllm serve PATH...` "
+            "(files or folders), or POST a scenario document to /_mockllm/scenarios",
+            "" if args.fallback == "error" else f", answered by --fallback {args.fallback}",
+            extra={"fields": {"event": "no_scenarios"}},
+        )
     watcher = ScenarioWatcher(args.paths, state.scenarios) if args.reload else None
     if watcher is not None:
         if not args.paths:
@@ -313,6 +348,18 @@ def _serve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("mockllm stopped", extra={"fields": {"event": "stop"}})
+    return 0
+
+
+def _print_schema() -> int:
+    """Print the JSON Schema; a reader that stops early (`mockllm schema | head`) is not an error."""
+    try:
+        print(json.dumps(json_schema(), indent=2), flush=True)
+    except BrokenPipeError:
+        # Python would report the broken pipe again when it flushes stdout at exit: point stdout at devnull first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 
@@ -337,8 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return run_check(args.paths)
     if args.command == "schema":
-        print(json.dumps(json_schema(), indent=2))
-        return 0
+        return _print_schema()
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         print(f"mockllm: no such file or folder: {', '.join(missing)}; check the path", file=sys.stderr)

@@ -31,6 +31,7 @@ from .scenarios import (
     UsageSpec,
     When,
 )
+from .schema_docs import describe
 
 _runtime_ids = itertools.count(1)
 
@@ -524,6 +525,7 @@ def json_schema() -> dict[str, Any]:
     schema = ScenarioFile.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "mockllm scenario file"
+    describe(schema)
     _fix_string_conditions(schema)
     return schema
 

@@ -211,11 +211,40 @@ def test_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> No
     assert err == ""
 
 
+def test_schema_into_a_reader_that_stops_early_is_not_an_error() -> None:
+    # `mockllm schema | head -c 5`: the reader closes the pipe after a few bytes.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mockllm", "schema"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.read(5)
+    process.stdout.close()
+    assert process.wait(timeout=30) == 0
+    assert process.stderr.read() == b""
+    process.stderr.close()
+
+
+def _properties(schema: dict[str, object]) -> Iterator[tuple[str, dict[str, object]]]:
+    definitions = [("ScenarioFile", schema), *dict(schema.get("$defs", {})).items()]  # type: ignore[call-overload]
+    for name, definition in definitions:
+        for key, prop in dict(definition.get("properties", {})).items():
+            yield f"{name}.{key}", prop
+
+
+def test_every_key_of_the_schema_has_a_description() -> None:
+    missing = [name for name, prop in _properties(json_schema()) if not prop.get("description")]
+    assert missing == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["check", "--bogus", "scenarios"], "mockllm: error: unrecognized arguments: --bogus"),
-        (["serve", "--no-such-flag"], "mockllm: error: unrecognized arguments: --no-such-flag"),
+        (["check", "--bogus", "scenarios"], "mockllm: error: unknown option --bogus; see `mockllm --help`"),
+        (["serve", "--no-such-flag"], "mockllm: error: unknown option --no-such-flag; see `mockllm --help`"),
+        (["serve", "--tim-scale", "0"], "mockllm: error: unknown option --tim-scale; did you mean --time-scale?"),
+        (["serve", "--realod"], "mockllm: error: unknown option --realod; did you mean --reload?"),
+        (["serve", "--dialekt=vllm"], "mockllm: error: unknown option --dialekt; did you mean --dialect?"),
         (["schema", "extra"], "mockllm: error: unrecognized arguments: extra"),
         (["check"], "mockllm check: error: the following arguments are required: PATH"),
         ([], "mockllm: error: the following arguments are required: {serve,check,schema}"),
@@ -226,6 +255,9 @@ def test_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> No
     ids=[
         "check-flag",
         "serve-flag",
+        "suggest-time-scale",
+        "suggest-reload",
+        "suggest-dialect",
         "schema-argument",
         "check-no-path",
         "no-command",
@@ -245,7 +277,7 @@ def test_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.Captu
 def test_unknown_flag_in_a_child_process_exits_2() -> None:
     result = run("check", "--bogus", "scenarios")
     assert result.returncode == 2
-    assert "mockllm: error: unrecognized arguments: --bogus" in result.stderr
+    assert "mockllm: error: unknown option --bogus" in result.stderr
 
 
 def test_version() -> None:

@@ -197,3 +197,14 @@ def test_at_debug_level_a_miss_is_followed_by_its_reason(
     assert " miss 404 " in lines[0]
     assert lines[1].startswith("request 1 matched no scenario: No scenario matched this chat request")
     assert "`greet`" in lines[1]
+
+
+def test_serve_without_paths_says_it_serves_nothing_and_how_to_load_scenarios() -> None:
+    with ServeProcess("--time-scale", "0") as server:
+        line = server.wait_for(lambda line: "no scenario files given" in line)
+        assert httpx.get(server.url + "/_mockllm/health", timeout=10).json()["scenarios"] == 0  # up and serving
+        server.signal()
+        assert server.wait() == 0
+    assert "every request is a miss (404)" in line
+    assert "mockllm serve PATH" in line
+    assert "/_mockllm/scenarios" in line
