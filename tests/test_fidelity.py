@@ -268,15 +268,16 @@ def runs(types: list[str]) -> list[tuple[str, int]]:
 def expected_top_keys(capture_keys: tuple[str, ...], kind: str) -> tuple[str, ...]:
     """The top-level keys mockllm's `openai` dialect sends where the capture has `capture_keys`.
 
-    Two additions, both 2025+ API behaviour that the 2024-09 captures predate (wire-formats.md §2.2, DESIGN.md
-    "Dialects"): `service_tier` right after `model` on every chunk, and `"usage": null` last on every chunk but the
-    usage chunk when `stream_options.include_usage` is set (the captures got a usage chunk without asking for one,
-    and no `usage` key elsewhere).
+    Three additions, all 2025+ API behaviour that the 2024-09 captures predate (wire-formats.md §2.2, DESIGN.md
+    "Dialects"): `service_tier` right after `model` on every chunk, `"usage": null` on every chunk but the usage
+    chunk when `stream_options.include_usage` is set (the captures got a usage chunk without asking for one, and no
+    `usage` key elsewhere), and the `obfuscation` padding string as the last key of every chunk.
     """
     out = list(capture_keys)
     out.insert(out.index("model") + 1, "service_tier")
     if kind != "usage":
         out.append("usage")
+    out.append("obfuscation")
     return tuple(out)
 
 

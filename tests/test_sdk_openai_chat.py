@@ -90,7 +90,27 @@ def test_first_chunk_and_finish_chunk_anatomy(examples: MockServer) -> None:
     chunks = chunks_of(examples, model="gpt-4o-mini", messages=USER)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
-    assert list(chunks[0]) == ["id", "object", "created", "model", "service_tier", "system_fingerprint", "choices"]
+    top = ["id", "object", "created", "model", "service_tier", "system_fingerprint", "choices", "obfuscation"]
+    assert all(list(chunk) == top for chunk in chunks)
+
+
+def test_obfuscation_pads_every_chunk_unless_turned_off(examples: MockServer) -> None:
+    options = {"include_usage": True}
+    chunks = chunks_of(examples, model="gpt-4o-mini", messages=USER, stream_options=options)
+    assert all(list(chunk)[-1] == "obfuscation" for chunk in chunks)  # the usage chunk too
+    pads = [chunk["obfuscation"] for chunk in chunks]
+    assert all(isinstance(pad, str) and pad.isalnum() for pad in pads)
+    assert len(set(pads)) > 1  # random padding, not a constant
+    plain = chunks_of(
+        examples, model="gpt-4o-mini", messages=USER, stream_options={**options, "include_obfuscation": False}
+    )
+    assert not any("obfuscation" in chunk for chunk in plain)
+    # The SDK passes the padding through untouched and parses every chunk.
+    stream = client_for(examples).chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        == "Hello there! How can I help you today?"
+    )
 
 
 def test_explicit_chunks_keep_their_boundaries(examples: MockServer) -> None:

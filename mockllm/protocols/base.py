@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import secrets
 import string
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ class ParsedRequest:
     logprobs: int | None = None  # how many top log probabilities a token carries; None when not asked for
     echo: bool = False  # /v1/completions: the prompt comes back before the completion
     inputs: list[str | list[int]] = field(default_factory=list)  # completions prompts, embeddings inputs, as sent
+    obfuscate: bool = True  # `stream_options.include_obfuscation` (OpenAI pads streamed chunks unless it is false)
 
     @property
     def prompt(self) -> str | None:
@@ -458,6 +460,28 @@ def stop_list(body: Mapping[str, Any]) -> list[str]:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return list(value)
     raise RequestError("Invalid type for 'stop': expected a string or an array of strings.", param="stop")
+
+
+def include_obfuscation(body: Mapping[str, Any]) -> bool:
+    """Whether streamed chunks carry `obfuscation` padding: yes unless `stream_options.include_obfuscation` is false."""
+    options = body.get("stream_options")
+    if not isinstance(options, Mapping):
+        return True
+    value = options.get("include_obfuscation")
+    if value is not None and not isinstance(value, bool):
+        raise invalid_type("stream_options.include_obfuscation", "a boolean", value)
+    return value is not False
+
+
+# Padding strings for `obfuscation`, made once: a fresh random string per chunk would cost more than the chunk.
+_PAD_RNG = random.Random()
+_PADS = tuple("".join(_PAD_RNG.choices(_ALNUM, k=_PAD_RNG.randint(1, 16))) for _ in range(1024))
+
+
+def obfuscation() -> str:
+    """A random `obfuscation` value: OpenAI's length padding, the last key of every streamed chunk since August 2025
+    (wire-formats.md §2.2). Clients ignore it; it varies the chunks' lengths as the real ones do."""
+    return _PAD_RNG.choice(_PADS)
 
 
 def include_usage(body: Mapping[str, Any]) -> bool:

@@ -24,9 +24,11 @@ from .base import (
     check_sampling,
     compact,
     content_text,
+    include_obfuscation,
     include_usage,
     invalid_type,
     json_string,
+    obfuscation,
     optional_int,
     random_id,
     require_object,
@@ -97,6 +99,7 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
         max_tokens=max_tokens,
         stop=stop_list(body),
         include_usage=include_usage(body),
+        obfuscate=include_obfuscation(body),
         prompt_tokens=count_message_tokens(messages),
         logprobs=top_logprobs,
     )
@@ -313,10 +316,15 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     # Every chunk shares its envelope; encode it once and splice each choice into it.
     envelope = compact(_header(cid, created, plan, vllm))
     prefix = b"data: " + envelope[:-1] + b',"choices":['
-    suffix = b"]" + (b',"usage":null' if request.include_usage and not vllm else b"") + b"}\n\n"
+    head = b"]" + (b',"usage":null' if request.include_usage and not vllm else b"")
+    # OpenAI pads every chunk with a random `obfuscation` string, its last key (wire-formats.md §2.2); vLLM does not.
+    padded = request.obfuscate and not vllm
+
+    def suffix() -> bytes:
+        return head + b',"obfuscation":' + json_string(obfuscation()) + b"}\n\n" if padded else head + b"}\n\n"
 
     def frame(choice: dict[str, Any], kind: FrameKind) -> Frame:
-        return Frame(prefix + compact(choice) + suffix, kind)
+        return Frame(prefix + compact(choice) + suffix(), kind)
 
     per_choice = [_choice_deltas(choice, vllm) for choice in plan.choices]
     per_logprobs = [_delta_logprobs(deltas, request.logprobs, vllm) for deltas in per_choice]
@@ -333,7 +341,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
                     # The common chunk (one piece of text, no logprobs), spliced from pre-encoded parts.
                     key = next(iter(delta))
                     body = _TEXT_CHUNK % (choice.index, key.encode(), json_string(text))
-                    frames.append(Frame(prefix + body + suffix, kind))
+                    frames.append(Frame(prefix + body + suffix(), kind))
                     continue
                 choice_body = {"index": choice.index, "delta": delta, "logprobs": logprob, "finish_reason": None}
                 frames.append(frame(choice_body, kind))
@@ -351,6 +359,8 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
         usage = _header(cid, created, plan, vllm)
         usage["choices"] = []
         usage["usage"] = plan.usage(vllm)
+        if padded:
+            usage["obfuscation"] = obfuscation()
         frames.append(Frame(data_event(usage), "tail"))
     frames.append(DONE)
     return frames
