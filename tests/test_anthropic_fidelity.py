@@ -36,7 +36,8 @@ def parse_events(raw: bytes, *, strict: bool = True) -> list[Event]:
     for block in raw[:-2].split(b"\n\n"):
         lines = block.split(b"\n")
         assert len(lines) == 2, block[:120]
-        assert lines[0].startswith(b"event: ") and lines[1].startswith(b"data: "), block[:120]
+        assert lines[0].startswith(b"event: "), block[:120]
+        assert lines[1].startswith(b"data: "), block[:120]
         name = lines[0][len(b"event: ") :].decode()
         payload = json.loads(lines[1][len(b"data: ") :])
         assert payload["type"] == name  # the SDK dispatches on the event name (§1.2)

@@ -216,8 +216,8 @@ def _check_tool_pairs(turns: list[Turn], thinking: bool) -> None:
         if answering and leading not in ("thinking", "redacted_thinking"):
             raise _bad(
                 f"messages.{len(turns) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
-                f"`{leading}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block "
-                f"(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+                f"`{leading}`. When `thinking` is enabled, a final `assistant` message must start with a thinking "
+                f"block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
                 f"thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
                 f"our documentation at {THINKING_DOCS}"
             )
