@@ -28,6 +28,7 @@ from .journal import Entry, Journal
 from .loading import ScenarioError, load_scenarios, load_text
 from .matching import Scenarios, UnknownScenario
 from .protocols import ROUTES, ProtocolModule
+from .protocols import anthropic as anthropic_protocol
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
 from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
@@ -143,6 +144,13 @@ def _openai_headers(dialect: str, rid: str) -> dict[str, str]:
     }
 
 
+def _success_headers(api: str, dialect: str, rid: str) -> dict[str, str]:
+    """The headers every answer of this API carries: Anthropic's request id and organization, or OpenAI's."""
+    if api == anthropic_protocol.API:
+        return anthropic_protocol.response_headers(rid)
+    return _openai_headers(dialect, rid)
+
+
 class MockApp:
     """Builds the Starlette app around a `MockState`."""
 
@@ -244,10 +252,10 @@ class MockApp:
             error = scenario_error(reply.error, protocol.API, dialect, rid, scale)
             if head_delay:
                 await asyncio.sleep(head_delay)
-            return self._error(entry, error, _openai_headers(dialect, rid) if protocol.API != "messages" else None)
+            return self._error(entry, error, _success_headers(protocol.API, dialect, rid))
         fault = reply.fault if reply.fault is not None and self._fires(reply.fault.probability) else None
         plan: Plan = plan_reply(reply, parsed)
-        headers = {**_openai_headers(dialect, rid), **(reply.headers or {})}
+        headers = {**_success_headers(protocol.API, dialect, rid), **(reply.headers or {})}
         if parsed.stream:
             frames = protocol.render_stream(plan, parsed, dialect)
             deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
@@ -322,6 +330,10 @@ class MockApp:
         return {"id": model_id, "object": "model", "created": created, "owned_by": "system"}
 
     async def list_models(self, request: Request) -> Response:
+        if "anthropic-version" in request.headers:
+            # An Anthropic client: its own list shape (the SDK always sends anthropic-version).
+            payload = anthropic_protocol.model_list(self.state.model_ids())
+            return _json(payload, headers=anthropic_protocol.response_headers(request_id()))
         data = [self._model_card(model_id) for model_id in self.state.model_ids()]
         return _json(
             {"object": "list", "data": data}, headers=_openai_headers(self.state.settings.dialect, request_id())
@@ -331,6 +343,8 @@ class MockApp:
         model_id = request.path_params["model_id"]
         dialect = self.state.settings.dialect
         rid = request_id()
+        if "anthropic-version" in request.headers:
+            return self._anthropic_model(model_id, rid)
         if model_id in self.state.model_ids():
             return _json(self._model_card(model_id), headers=_openai_headers(self._model_dialect(model_id), rid))
         known = ", ".join(self.state.model_ids()) or "none"
@@ -345,6 +359,17 @@ class MockApp:
             f"(mockllm serves the models its scenarios name: {known}; add --model to "
             f"serve more.)",
         )
+        return Response(error.body, 404, error.headers, "application/json")
+
+    def _anthropic_model(self, model_id: str, rid: str) -> Response:
+        if model_id in self.state.model_ids():
+            card = anthropic_protocol.model_card(model_id)
+            return _json(card, headers=anthropic_protocol.response_headers(rid))
+        known = ", ".join(self.state.model_ids()) or "none"
+        message = (
+            f"model: {model_id} (mockllm serves the models its scenarios name: {known}; add --model to serve more.)"
+        )
+        error = error_reply(404, anthropic_protocol.API, self.state.settings.dialect, rid, message=message)
         return Response(error.body, 404, error.headers, "application/json")
 
     # -- admin API ------------------------------------------------------------------------------------------

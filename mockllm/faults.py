@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .protocols.anthropic import rate_limit_headers, response_headers
 from .protocols.base import DONE, Frame, compact
 from .scenarios import ErrorSpec
 from .sse import data_event, named_event
@@ -106,7 +107,7 @@ def error_reply(
         kind = type or default_type
         text = message or default_message
         payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": text}, "request_id": request_id}
-        out["request-id"] = request_id
+        out.update(response_headers(request_id))  # request-id equal to the body's, and the organization
     elif dialect == "vllm":
         kind = type or _VLLM.get(status, "InternalServerError" if status >= 500 else "BadRequestError")
         text = message or _OPENAI.get(status, ("", None, "Error"))[2]
@@ -150,12 +151,15 @@ def scenario_error(spec: ErrorSpec, api: str, dialect: str, request_id: str, tim
     are sent as written.
     """
     headers = dict(spec.headers or {})
-    if spec.retry_after is not None:
-        seconds = spec.retry_after
+    seconds = spec.retry_after
+    if seconds is not None:
         if time_scale != 1:
             seconds = max(0.001, seconds * time_scale)
         headers.setdefault("retry-after", _format_seconds(seconds))
         headers.setdefault("retry-after-ms", _format_seconds(round(seconds * 1000, 3)))
+    if spec.status == 429 and family_of(api) == "anthropic":
+        # Anthropic says which limit ran out and when it resets, as RFC 3339 timestamps (wire-formats.md §7.4).
+        headers = {**rate_limit_headers(seconds), **headers}
     return error_reply(
         spec.status,
         api,

@@ -247,6 +247,7 @@ class UsageSpec(_Model):
     prompt_tokens: Annotated[int | None, Field(ge=0)] = None
     completion_tokens: Annotated[int | None, Field(ge=0)] = None
     cached_tokens: Annotated[int | None, Field(ge=0)] = None
+    cache_creation_tokens: Annotated[int | None, Field(ge=0)] = None  # Anthropic's cache_creation_input_tokens
     reasoning_tokens: Annotated[int | None, Field(ge=0)] = None
 
 
@@ -307,6 +308,8 @@ class ChoiceSpec(_Model):
     text: str | None = None
     chunks: list[str] | None = None
     reasoning: str | None = None
+    # Anthropic's `redacted_thinking` block: its opaque `data`, sent as is (other APIs have no such block).
+    redacted_reasoning: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallSpec] | None = None
     finish_reason: Literal["stop", "length", "tool_calls", "content_filter"] | None = None
@@ -377,7 +380,9 @@ class Reply(ChoiceSpec):
     @model_validator(mode="after")
     def _consistent(self) -> Reply:
         content = [
-            key for key in ("text", "chunks", "reasoning", "refusal", "tool_calls", "choices") if getattr(self, key)
+            key
+            for key in ("text", "chunks", "reasoning", "redacted_reasoning", "refusal", "tool_calls", "choices")
+            if getattr(self, key)
         ]
         if self.error is not None and self.error.probability is None and content:
             raise ValueError(

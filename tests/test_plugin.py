@@ -695,3 +695,50 @@ def test_each_real_file_is_loaded_once_whatever_paths_reach_it(project: pytest.P
     )
     result = project.runpytest()
     result.assert_outcomes(passed=2)
+
+
+def test_an_anthropic_client_made_in_a_test_reaches_the_mock(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    write_test(
+        project,
+        """
+        import asyncio
+        import anthropic
+
+        def test_sync(mockllm):
+            mockllm.add(when={"api": "messages", "prompt": "hi"}, reply={"text": "Hello there!"})
+            with anthropic.Anthropic() as client:
+                message = client.messages.create(
+                    model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+                )
+            assert message.content[0].text == "Hello there!"
+            (entry,) = mockllm.requests
+            assert (entry.api, entry.path, entry.status) == ("messages", "/v1/messages", 200)
+            assert entry.scenario is not None
+
+        def test_async(mockllm):
+            mockllm.add(when={"api": "messages"}, reply={"text": "Async hello."})
+
+            async def ask():
+                async with anthropic.AsyncAnthropic() as client:
+                    async with client.messages.stream(
+                        model="m", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+                    ) as stream:
+                        return "".join([piece async for piece in stream.text_stream])
+
+            assert asyncio.run(ask()) == "Async hello."
+
+        def test_miss(mockllm):
+            with anthropic.Anthropic() as client:
+                try:
+                    client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "?"}])
+                except anthropic.NotFoundError:
+                    pass
+        """,
+    )
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1)  # the unanswered request fails test_miss
+    assert "No scenario matched this messages request" in output(result)

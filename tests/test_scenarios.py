@@ -158,7 +158,7 @@ MISTAKES: list[tuple[str, str, list[str]]] = [
         """,
         [
             "bad.yaml:4: scenarios[0].reply.usage.xyzzy: unknown key `xyzzy`; valid keys here: prompt_tokens, "
-            "completion_tokens, cached_tokens, reasoning_tokens"
+            "completion_tokens, cached_tokens, cache_creation_tokens, reasoning_tokens"
         ],
     ),
     # Wrong types.

@@ -79,6 +79,8 @@ class ParsedRequest:
     echo: bool = False  # /v1/completions: the prompt comes back before the completion
     inputs: list[str | list[int]] = field(default_factory=list)  # completions prompts, embeddings inputs, as sent
     obfuscate: bool = True  # `stream_options.include_obfuscation` (OpenAI pads streamed chunks unless it is false)
+    reasoning: bool = True  # whether the reply's reasoning is sent (Anthropic: only when the request enables thinking)
+    call_id_prefix: str = "call_"  # how generated tool-call ids start (`toolu_01` on Anthropic)
 
     @property
     def prompt(self) -> str | None:
@@ -107,6 +109,7 @@ class ChoicePlan:
     tool_calls: list[ToolCallPlan]
     finish_reason: str
     stop_reason: str | None = None
+    redacted_reasoning: str | None = None  # opaque data of a redacted thinking block (Anthropic)
 
     @property
     def content(self) -> str:
@@ -139,6 +142,7 @@ class Plan:
     cached_tokens: int
     reasoning_tokens: int
     vectors: list[list[float]] | None = None  # embeddings fixed by the scenario
+    cache_creation_tokens: int = 0  # prompt tokens written to the cache (Anthropic's cache_creation_input_tokens)
 
     @property
     def total_tokens(self) -> int:
@@ -227,7 +231,7 @@ def _cut_at_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], str | 
 
 def plan_choice(spec: ChoiceSpec, index: int, request: ParsedRequest, call_ids: list[str]) -> ChoicePlan:
     """Cut one choice by `stop` and `max_tokens` the way a real server does."""
-    reasoning = list(spec.reasoning_pieces)
+    reasoning = list(spec.reasoning_pieces) if request.reasoning else []
     text = list(spec.text_pieces)
     refusal = list(spec.refusal_pieces)
     calls = [
@@ -260,14 +264,16 @@ def plan_choice(spec: ChoiceSpec, index: int, request: ParsedRequest, call_ids: 
                 cut_any = True
         if cut_any:
             finish, stop_reason = "length", None
-    return ChoicePlan(index, reasoning, text, refusal, calls, finish, stop_reason)
+    redacted = spec.redacted_reasoning if request.reasoning else None
+    return ChoicePlan(index, reasoning, text, refusal, calls, finish, stop_reason, redacted)
 
 
 def plan_reply(reply: Reply, request: ParsedRequest, count: int | None = None) -> Plan:
     """The reply for this request: `n` choices (cycling `choices`), each cut, with usage figures."""
     specs = reply.all_choices()
     n = count if count is not None else max(1, request.n)
-    call_ids = [random_id("call_") for _ in range(max((len(s.tool_calls or ()) for s in specs), default=0))]
+    calls = max((len(s.tool_calls or ()) for s in specs), default=0)
+    call_ids = [random_id(request.call_id_prefix) for _ in range(calls)]
     choices = [plan_choice(specs[i % len(specs)], i, request, call_ids) for i in range(n)]
     usage = reply.usage
     completion = sum(choice.completion_tokens() for choice in choices)
@@ -280,6 +286,7 @@ def plan_reply(reply: Reply, request: ParsedRequest, count: int | None = None) -
         cached_tokens=usage.cached_tokens if usage and usage.cached_tokens is not None else 0,
         reasoning_tokens=usage.reasoning_tokens if usage and usage.reasoning_tokens is not None else reasoning,
         vectors=reply.vectors,
+        cache_creation_tokens=usage.cache_creation_tokens if usage and usage.cache_creation_tokens is not None else 0,
     )
 
 
