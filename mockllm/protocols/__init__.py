@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from . import embeddings, openai_chat, openai_completions
+from . import embeddings, openai_chat, openai_completions, openai_responses
 from .base import Frame, ParsedRequest, Plan
 
 
@@ -26,4 +26,5 @@ ROUTES: dict[str, ProtocolModule] = {
     "/v1/chat/completions": openai_chat,
     "/v1/completions": openai_completions,
     "/v1/embeddings": embeddings,
+    "/v1/responses": openai_responses,
 }
