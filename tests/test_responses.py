@@ -33,7 +33,8 @@ def events(server: MockServer, body: dict[str, Any]) -> list[tuple[str, dict[str
     out = []
     for raw in split_events(response.content):
         name_line, data_line = raw.split(b"\n")
-        assert name_line.startswith(b"event: ") and data_line.startswith(b"data: "), raw
+        assert name_line.startswith(b"event: "), raw
+        assert data_line.startswith(b"data: "), raw
         out.append((name_line[7:].decode(), json.loads(data_line[6:])))
     return out
 
@@ -70,8 +71,10 @@ def test_text_stream_framing_and_order(start_server: Any) -> None:
     created, progress = stream[0][1]["response"], stream[1][1]["response"]
     final = stream[-1][1]["response"]
     assert created["status"] == progress["status"] == "in_progress"
-    assert created["usage"] is None and created["output"] == []
-    assert created["id"] == final["id"] and created["id"].startswith("resp_")
+    assert created["usage"] is None
+    assert created["output"] == []
+    assert created["id"] == final["id"]
+    assert created["id"].startswith("resp_")
     assert final["status"] == "completed"
     assert final["output"][0]["content"][0]["text"] == "Hello there!"
     assert final["usage"]["output_tokens"] == 3
@@ -80,7 +83,8 @@ def test_text_stream_framing_and_order(start_server: Any) -> None:
     delta = stream[4][1]
     assert delta["delta"] == "Hello"
     assert delta["logprobs"] == []
-    assert isinstance(delta["obfuscation"], str) and delta["obfuscation"]
+    assert isinstance(delta["obfuscation"], str)
+    assert delta["obfuscation"]
     item_id = stream[2][1]["item"]["id"]
     assert item_id.startswith("msg_")
     assert all(data["item_id"] == item_id for _, data in stream[3:9])
@@ -122,7 +126,8 @@ def test_obfuscation_can_be_turned_off(start_server: Any) -> None:
     server = serve(start_server, TEXT)
     stream = events(server, {"input": "hi", "stream_options": {"include_obfuscation": False}})
     deltas = [data for name, data in stream if name.endswith(".delta")]
-    assert deltas and all("obfuscation" not in data for data in deltas)
+    assert deltas
+    assert all("obfuscation" not in data for data in deltas)
 
 
 REASONING = {"id": "think", "reply": {"reasoning": "Let me think.", "text": "Done."}}
@@ -134,7 +139,8 @@ def test_reasoning_item_without_a_summary_request_has_an_empty_summary(start_ser
     assert not [name for name in names(stream) if "reasoning_summary" in name]
     final = stream[-1][1]["response"]
     reasoning, message = final["output"]
-    assert reasoning["type"] == "reasoning" and reasoning["summary"] == []
+    assert reasoning["type"] == "reasoning"
+    assert reasoning["summary"] == []
     assert "encrypted_content" not in reasoning
     assert message["type"] == "message"
     assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 4
@@ -155,12 +161,14 @@ def test_reasoning_summary_and_encrypted_content(start_server: Any) -> None:
         "response.reasoning_summary_part.done",
     ]
     added = stream[2][1]
-    assert added["output_index"] == 0 and added["item"]["summary"] == []
+    assert added["output_index"] == 0
+    assert added["item"]["summary"] == []
     assert stream[8][1]["text"] == "Let me think."
     assert stream[9][1]["part"] == {"type": "summary_text", "text": "Let me think."}
     reasoning = stream[-1][1]["response"]["output"][0]
     assert reasoning["summary"] == [{"type": "summary_text", "text": "Let me think."}]
-    assert isinstance(reasoning["encrypted_content"], str) and len(reasoning["encrypted_content"]) > 40
+    assert isinstance(reasoning["encrypted_content"], str)
+    assert len(reasoning["encrypted_content"]) > 40
     assert stream[-1][1]["response"]["output"][1]["content"][0]["text"] == "Done."
 
 
@@ -184,7 +192,8 @@ def test_function_call_events(start_server: Any) -> None:
     stream = events(server, {"input": "weather?"})
     added = stream[2][1]["item"]
     assert list(added) == ["type", "id", "call_id", "name", "arguments", "status"]
-    assert added["id"].startswith("fc_") and added["call_id"].startswith("call_")
+    assert added["id"].startswith("fc_")
+    assert added["call_id"].startswith("call_")
     assert (added["name"], added["arguments"], added["status"]) == ("get_weather", "", "in_progress")
     deltas = [data for name, data in stream if name == "response.function_call_arguments.delta"]
     assert "".join(data["delta"] for data in deltas) == '{"city": "Oslo"}'
@@ -208,7 +217,8 @@ def test_max_output_tokens_makes_the_response_incomplete(start_server: Any) -> N
     assert final["usage"]["output_tokens"] == 16
     assert len([n for n in names(stream) if n == "response.output_text.delta"]) == 16
     body = create(server, {"input": "hi", "max_output_tokens": 16}).json()
-    assert body["status"] == "incomplete" and body["max_output_tokens"] == 16
+    assert body["status"] == "incomplete"
+    assert body["max_output_tokens"] == 16
 
 
 def fault(kind: str, after: int, **extra: Any) -> dict[str, Any]:
@@ -332,7 +342,8 @@ def test_a_miss_is_explained_in_openai_shape(start_server: Any) -> None:
     assert response.headers["x-should-retry"] == "false"
     error = response.json()["error"]
     assert error["code"] == "no_scenario_matched"
-    assert "responses request" in error["message"] and "`greet`" in error["message"]
+    assert "responses request" in error["message"]
+    assert "`greet`" in error["message"]
     assert 'expected "hello", got "goodbye"' in error["message"]
 
 
@@ -357,8 +368,8 @@ def test_previous_response_id_continues_and_reset_forgets(start_server: Any) -> 
     assert second.json()["output"][0]["content"][0]["text"] == "Again."
     # A reference to an item of a stored response resolves to that item.
     reference = {"type": "item_reference", "id": first["output"][0]["id"]}
-    third = create(server, {"input": [{"role": "user", "content": "Once?"}, reference, {"role": "user",
-                                                                                           "content": "And again?"}]})  # fmt: skip
+    conversation = [{"role": "user", "content": "Once?"}, reference, {"role": "user", "content": "And again?"}]
+    third = create(server, {"input": conversation})
     assert third.json()["output"][0]["content"][0]["text"] == "Again."
     unstored = create(server, {"input": "Once?", "store": False}).json()
     assert create(server, {"input": "x", "previous_response_id": unstored["id"]}).status_code == 400
