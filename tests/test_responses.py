@@ -104,6 +104,7 @@ def test_response_echoes_the_request_parameters(start_server: Any) -> None:
         "text": {"format": {"type": "json_object"}},
         "reasoning": {"effort": "low"},
         "metadata": {"k": "v"},
+        "top_p": None,
     }
     response = create(server, body)
     assert response.status_code == 200
@@ -119,6 +120,8 @@ def test_response_echoes_the_request_parameters(start_server: Any) -> None:
     assert data["text"]["format"] == {"type": "json_object"}
     assert data["reasoning"] == {"effort": "low", "summary": None}
     assert data["metadata"] == {"k": "v"}
+    assert data["top_p"] == 1.0  # null is the API's default
+    assert data["tool_choice"] == "auto"
     assert data["usage"]["output_tokens"] == 3
 
 

@@ -89,6 +89,12 @@ def _tools(body: dict[str, Any]) -> list[Any]:
     return tools
 
 
+def _given(body: dict[str, Any], key: str, default: Any) -> Any:
+    """A request parameter as the response echoes it: the API's default when absent or null."""
+    value = body.get(key)
+    return default if value is None else value
+
+
 def _response(
     plan: Plan,
     request: ResponsesRequest,
@@ -118,7 +124,7 @@ def _response(
         "max_tool_calls": body.get("max_tool_calls"),
         "model": plan.model,
         "output": output,
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "parallel_tool_calls": _given(body, "parallel_tool_calls", True),
         "previous_response_id": request.previous_response_id,
         "prompt_cache_key": body.get("prompt_cache_key"),
         "prompt_cache_retention": body.get("prompt_cache_retention"),
@@ -126,12 +132,12 @@ def _response(
         "safety_identifier": body.get("safety_identifier"),
         "service_tier": "default",
         "store": request.store,
-        "temperature": body.get("temperature", 1.0),
+        "temperature": _given(body, "temperature", 1.0),
         "text": {"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
-        "tool_choice": body.get("tool_choice", "auto"),
+        "tool_choice": _given(body, "tool_choice", "auto"),
         "tools": _tools(body),
-        "top_logprobs": body.get("top_logprobs", 0),
-        "top_p": body.get("top_p", 1.0),
+        "top_logprobs": _given(body, "top_logprobs", 0),
+        "top_p": _given(body, "top_p", 1.0),
         "truncation": body.get("truncation") or "disabled",
         "usage": usage,
         "user": body.get("user"),
