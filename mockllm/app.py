@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from . import pacing
 from ._version import __version__
+from .conversations import Conversations
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
 from .journal import Entry, Journal
 from .loading import ScenarioError, load_scenarios, load_text
@@ -101,6 +102,7 @@ class MockState:
         self.scenarios = Scenarios(scenarios)
         self.journal = Journal(self.settings.journal_size)
         self.rng = random.Random(self.settings.seed)
+        self.conversations = Conversations()  # Responses API: response id -> conversation (previous_response_id)
         self.listeners: list[Callable[[Entry], None]] = []
 
     def reset(self) -> None:
@@ -109,6 +111,7 @@ class MockState:
         self.scenarios.clear_runtime()
         self.scenarios.reset_positions()
         self.rng.seed(self.settings.seed)
+        self.conversations.clear()
 
     def model_ids(self) -> list[str]:
         """Models named exactly by scenarios (`when.model` as a plain string, `reply.model`), plus extras."""
@@ -196,6 +199,9 @@ class MockApp:
         headers = {key.lower(): value for key, value in request.headers.items()}
         try:
             parsed = protocol.parse(body, headers)
+            attach = getattr(protocol, "attach", None)  # a protocol with server-side state (Responses)
+            if attach is not None:
+                attach(parsed, state.conversations)
         except RequestError as exc:
             return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
         entry.model, entry.stream = parsed.model, parsed.stream
@@ -259,11 +265,14 @@ class MockApp:
         if parsed.stream:
             frames = protocol.render_stream(plan, parsed, dialect)
             deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
-            fault_frames = (
-                error_event_frames(protocol.API, dialect, fault.type, fault.message)
-                if fault is not None and fault.kind == "error_event"
-                else []
-            )
+            fault_frames: Any = []
+            if fault is not None and fault.kind == "error_event":
+                render_error = getattr(protocol, "render_error_event", None)  # numbered events (Responses)
+                fault_frames = (
+                    render_error(plan, parsed, dialect, fault)
+                    if render_error is not None
+                    else error_event_frames(protocol.API, dialect, fault.type, fault.message)
+                )
             headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
             return PacedResponse(
                 entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish

@@ -189,13 +189,6 @@ def error_event_frames(api: str, dialect: str, type: str | None, message: str | 
             "error": {"details": None, "type": type or "overloaded_error", "message": message or "Overloaded"},
         }
         return [Frame(named_event("error", payload), "tail")]
-    if api == "responses":
-        payload = {
-            "type": "error",
-            "sequence_number": 0,
-            "error": {"type": type or "server_error", "code": type or "server_error", "message": text, "param": None},
-        }
-        return [Frame(named_event("error", payload), "tail")]
     if dialect == "vllm":
         error: dict[str, Any] = {"message": text, "type": type or "InternalServerError", "param": None, "code": 500}
     else:

@@ -300,6 +300,14 @@ class FaultSpec(_Model):
     message: str | None = None
     for_: Annotated[Duration | None, Field(alias="for")] = None
     probability: Probability = None
+    # The Responses API's mid-stream error comes in two shapes (wire-formats.md §4); other APIs have one.
+    form: Literal["nested", "flat"] | None = None
+
+    @model_validator(mode="after")
+    def _form_of_error_event(self) -> FaultSpec:
+        if self.form is not None and self.kind != "error_event":
+            raise ValueError(f"@form: `form` shapes an error_event fault, not `{self.kind}`; drop it")
+        return self
 
 
 class ChoiceSpec(_Model):

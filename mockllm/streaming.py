@@ -6,7 +6,7 @@ It knows frames only by kind (head, content, tail), never by protocol, so every 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from starlette.types import Receive, Scope, Send
 
@@ -28,7 +28,7 @@ class PacedResponse:
         deadlines: list[float],
         head_delay: float,
         fault: FaultSpec | None,
-        fault_frames: list[Frame],
+        fault_frames: Sequence[Frame] | Callable[[int], Sequence[Frame]],
         time_scale: float,
         finished: Callable[[Entry], None],
         streamed: bool = True,
@@ -46,6 +46,7 @@ class PacedResponse:
         self.streamed = streamed
         self._gone: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
+        self._sent = 0  # frames sent before the fault
 
     def _cut(self) -> int:
         """Index of the first frame not sent before the fault: after `after` content frames."""
@@ -120,6 +121,7 @@ class PacedResponse:
             await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
             started = True
             cut = len(self.frames) if fault is None else self._cut()
+            self._sent = cut
             if not await self._send_frames(0, cut, receive, send):
                 return
             if fault is not None:
@@ -152,7 +154,10 @@ class PacedResponse:
                 return False
             return await self._sleep(fault.for_ * self.time_scale, receive)
         if fault.kind == "error_event":
-            for frame in self.fault_frames:
+            # A protocol that numbers its events (Responses' sequence_number) renders them once it knows how many
+            # frames went before.
+            frames = self.fault_frames(self._sent) if callable(self.fault_frames) else self.fault_frames
+            for frame in frames:
                 await send({"type": "http.response.body", "body": frame.data, "more_body": True})
         elif fault.kind == "malformed":
             # One `data:` line that is not JSON; the caller then sends the rest of the stream.

@@ -41,7 +41,7 @@ def random_body(rng: random.Random) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"])
 def test_malformed_bodies_get_a_4xx_never_a_500(start_server: Any, path: str) -> None:
     server: MockServer = start_server(fallback="echo")
     rng = random.Random(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from . import anthropic, embeddings, openai_chat, openai_completions
+from . import anthropic, embeddings, openai_chat, openai_completions, openai_responses
 from .base import Frame, ParsedRequest, Plan
 
 
@@ -27,4 +27,5 @@ ROUTES: dict[str, ProtocolModule] = {
     "/v1/completions": openai_completions,
     "/v1/embeddings": embeddings,
     "/v1/messages": anthropic,
+    "/v1/responses": openai_responses,
 }
