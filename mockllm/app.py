@@ -265,7 +265,7 @@ class MockApp:
         if parsed.stream:
             frames = protocol.render_stream(plan, parsed, dialect)
             deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
-            fault_frames: Any = []
+            fault_frames: Sequence[Frame] | Callable[[int], Sequence[Frame]] = []
             if fault is not None and fault.kind == "error_event":
                 render_error = getattr(protocol, "render_error_event", None)  # numbered events (Responses)
                 fault_frames = (
