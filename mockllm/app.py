@@ -31,6 +31,7 @@ from .matching import Scenarios, UnknownScenario
 from .protocols import ROUTES, ProtocolModule
 from .protocols import anthropic as anthropic_protocol
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
+from .replay import replay
 from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
 from .tokens import tokenize
@@ -260,6 +261,8 @@ class MockApp:
                 await asyncio.sleep(head_delay)
             return self._error(entry, error, _success_headers(protocol.API, dialect, rid))
         fault = reply.fault if reply.fault is not None and self._fires(reply.fault.probability) else None
+        if reply.raw is not None:  # a recording: its own bytes, headers and offsets
+            return replay(reply, reply.raw, protocol.API, dialect, entry, self.state.rng, scale, fault, self._finish)
         plan: Plan = plan_reply(reply, parsed)
         headers = {**_success_headers(protocol.API, dialect, rid), **(reply.headers or {})}
         if parsed.stream:
