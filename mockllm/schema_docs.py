@@ -25,7 +25,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "dialect": "Render this scenario's replies in this dialect instead of the server's `--dialect`.",
     },
     "When": {
-        "request": "Recordings: the whole request body (volatile fields dropped, secrets redacted) must be equal to this.",
+        "request": "Recordings: the whole request body (volatile fields dropped, secrets redacted) must equal this.",
         "api": "The API the request came in on: chat, completions, responses, messages or embeddings.",
         "model": "The request's `model`: a plain string (exact) or {contains|regex|glob: ...}.",
         "stream": "true for streamed requests, false for the others.",
@@ -110,7 +110,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "probability": "Send the error on this share of matching requests (seeded); otherwise answer normally.",
     },
     "FaultSpec": {
-        "form": "error_event on the Responses API: `nested` (default, as the live API sends it) or `flat` (the SDK's ResponseErrorEvent).",
+        "form": "error_event on the Responses API: `nested` (default, as the live API sends it) or `flat` "
+        "(the SDK's ResponseErrorEvent).",
         "kind": "error_event, end, disconnect, malformed or stall.",
         "after": "How many content chunks reach the client before the fault (0: before the first).",
         "type": "error_event: the error's type.",
