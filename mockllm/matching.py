@@ -196,6 +196,21 @@ class Scenarios:
             self._files = list(scenarios)
             self._reorder()
 
+    def upsert_files(self, scenarios: Iterable[Scenario]) -> None:
+        """Add scenarios as if loaded from files (a new recording), replacing those with the same id in place; a
+        replaced scenario's sequence starts again."""
+        with self._lock:
+            files = list(self._files)
+            for scenario in scenarios:
+                index = next((i for i, s in enumerate(files) if s.name == scenario.name), None)
+                if index is None:
+                    files.append(scenario)
+                else:
+                    files[index] = scenario
+                self._positions.pop(scenario.name, None)
+            self._files = files
+            self._reorder()
+
     def add(self, scenarios: Iterable[Scenario]) -> None:
         """Add runtime scenarios: they match before everything added earlier, in their own order.
 
