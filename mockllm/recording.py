@@ -58,19 +58,19 @@ def parse_upstream(text: str | None) -> dict[str, str]:
         api, sep, url = part.partition("=")
         if not sep:
             raise UpstreamError(
-                f"--upstream {text!r}: {part!r} names no API; give one URL, or API=URL pairs such as "
+                f"{part!r} names no API; give one URL, or API=URL pairs such as "
                 f"chat=https://api.openai.com,messages=https://api.anthropic.com"
             )
         api = api.strip()
         if api not in APIS:
-            raise UpstreamError(f"--upstream {text!r}: {api!r} is not an API; use {', '.join(APIS)}")
+            raise UpstreamError(f"{api!r} is not an API; use {', '.join(APIS)}")
         upstreams[api] = _url(url.strip())
     return upstreams
 
 
 def _url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
-        raise UpstreamError(f"--upstream {text!r} is not an http(s) URL; give one like https://api.openai.com")
+        raise UpstreamError(f"{text!r} is not an http(s) URL; give one like https://api.openai.com")
     return text.rstrip("/")
 
 
@@ -259,10 +259,11 @@ def check_record_settings(
     if record not in MODES:
         raise ValueError(f"record={record!r} is not a record mode; use one of {', '.join(MODES)}")
     if record != "none" and not out:
-        raise ValueError(
-            f"record={record!r} needs out=DIR (--out DIR): the folder where recordings are written and replayed from"
-        )
-    parse_upstream(upstream)
+        raise ValueError(f"record={record!r} needs a folder to write the recordings to and replay them from: out=DIR")
+    try:
+        parse_upstream(upstream)
+    except UpstreamError as exc:
+        raise ValueError(f"upstream={upstream!r}: {exc}") from None
     for pattern in redact:
         try:
             re.compile(pattern)
