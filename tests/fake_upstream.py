@@ -23,6 +23,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -285,24 +286,26 @@ class FakeUpstream:
         started = time.monotonic()
         if not await self._sleep(self.delay):
             return
-        reply = self._reply(request, raw, started)
+        reply = self._reply(request, started)
         if reply.streamed:
             await self._stream(scope, send, reply)
         else:
             await self._send_body(send, reply, headers.get("accept-encoding", ""))
 
-    def _reply(self, request: ReceivedRequest, raw: bytes, started: float) -> Reply:
+    def _reply(self, request: ReceivedRequest, started: float) -> Reply:
         """What to answer: a scripted failure, a 401, a capture, or the API's own answer to the request."""
         anthropic = request.path == "/v1/messages" or "anthropic-version" in request.headers
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+        echo = self.echo_key or "echo my key" in last_user_text(request.body).lower()
         ms = int((time.monotonic() - started) * 1000) + 1
 
         def base(content_type: str) -> list[tuple[str, str]]:
-            return anthropic_headers(content_type) if anthropic else openai_headers(content_type, ms)
+            headers = anthropic_headers(content_type) if anthropic else openai_headers(content_type, ms)
+            return [*headers, ("x-echo-key", key)] if echo else headers
 
         def error(status: int, message: str | None = None) -> bytes:
             return anthropic_error_body(status, message) if anthropic else openai_error_body(status, message)
 
-        key = request.headers.get("x-api-key") or request.headers.get("authorization", "")
         streamed = isinstance(request.body, dict) and request.body.get("stream") is True
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
@@ -311,44 +314,27 @@ class FakeUpstream:
                 self._capture = None
         if failure is not None:
             headers = [h for h in base(JSON_TYPE) if h[0] not in failure.headers] + list(failure.headers.items())
-            if failure.body is None:
-                body = error(failure.status)
-            elif isinstance(failure.body, dict):
-                text = (
-                    json.dumps(failure.body, separators=(",", ":")) if anthropic else json.dumps(failure.body, indent=4)
-                )
-                body = text.encode() + (b"" if anthropic else b"\n")
-            else:
-                body = failure.body.encode() if isinstance(failure.body, str) else failure.body
-            return Reply(failure.status, headers, body=body)
+            return Reply(failure.status, headers, body=_failure_body(failure, anthropic) or error(failure.status))
         if self.require_key is not None and key.removeprefix("Bearer ") != self.require_key:
             return Reply(401, base(JSON_TYPE), body=error(401))
         if capture is not None:
             return Reply(200, base(SSE_TYPE), events=_split_events(capture))
-        route = (request.method, request.path)
-        if route == ("GET", "/v1/models"):
+        if (request.method, request.path) == ("GET", "/v1/models"):
             return Reply(200, base(JSON_TYPE), body=models_anthropic() if anthropic else models_openai())
-        renderers = {
-            "/v1/chat/completions": chat,
-            "/v1/completions": completions,
-            "/v1/responses": responses,
-            "/v1/messages": messages,
-        }
-        if request.method != "POST" or (request.path not in renderers and request.path != "/v1/embeddings"):
+        renderer = _RENDERERS.get(request.path) if request.method == "POST" else None
+        if renderer is None and (request.method, request.path) != ("POST", "/v1/embeddings"):
             return Reply(404, base(JSON_TYPE), body=error(404, f"Invalid URL ({request.method} {request.path})"))
         if not isinstance(request.body, dict):
             return Reply(400, base(JSON_TYPE), body=error(400, "We could not parse the JSON body of your request."))
-        if request.path == "/v1/embeddings":
+        if renderer is None:
             return Reply(200, base(JSON_TYPE), body=embeddings(request.body))
         text = "Echo: " + (last_user_text(request.body) or "(no text)")
-        echo = self.echo_key or "echo my key" in text.lower()
         if echo:
             text += f" (key: {key})"
-        answer, events = renderers[request.path](request.body, text)
-        headers = base(SSE_TYPE if answer is None else JSON_TYPE)
-        if echo:
-            headers.append(("x-echo-key", key))
-        return Reply(200, headers, body=answer) if answer is not None else Reply(200, headers, events=events)
+        answer, events = renderer(request.body, text)
+        if answer is None:
+            return Reply(200, base(SSE_TYPE), events=events)
+        return Reply(200, base(JSON_TYPE), body=answer)
 
     async def _send_body(self, send: Send, reply: Reply, accept_encoding: str) -> None:
         body = reply.body or b""
@@ -415,6 +401,23 @@ class FakeUpstream:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
         await asyncio.sleep(0)
+
+
+_RENDERERS: dict[str, Callable[[dict[str, Any], str], tuple[bytes | None, list[bytes]]]] = {
+    "/v1/chat/completions": chat,
+    "/v1/completions": completions,
+    "/v1/responses": responses,
+    "/v1/messages": messages,
+}
+
+
+def _failure_body(failure: _Failure, anthropic: bool) -> bytes | None:
+    """A scripted failure's body: bytes or text as given, a dict as the API formats JSON, None for the default."""
+    if isinstance(failure.body, dict):
+        if anthropic:
+            return json.dumps(failure.body, separators=(",", ":")).encode()
+        return (json.dumps(failure.body, indent=4) + "\n").encode()  # OpenAI's error layer (§5.1)
+    return failure.body.encode() if isinstance(failure.body, str) else failure.body
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
