@@ -288,7 +288,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import MockApp, MockState, Settings
     from .loading import ScenarioError, load_scenarios
-    from .logs import log_request
+    from .logs import log_request, redact_logs
     from .reload import ScenarioWatcher
     from .server import bind_socket, uvicorn_config
 
@@ -310,6 +310,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 2}})
         return 2
+    redact_logs(settings.redact)
     try:
         scenarios = load_scenarios([*args.paths, *recordings_in(args.out)])
     except ScenarioError as exc:
@@ -363,6 +364,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=port,
         # On SIGTERM uvicorn stops accepting, lets responses in progress end, and cancels them after this long.
         timeout_graceful_shutdown=args.grace,
+        lifespan=state.proxy is not None,
     )
     server = uvicorn.Server(config)
     if state.proxy is not None:

@@ -57,12 +57,29 @@ class _MockllmHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler `configure_logging` installed, so that calling it again replaces it."""
 
 
+class _Redacting(logging.Filter):
+    """No API key, bearer token or `--redact` match reaches the log, whoever logs it (an HTTP library at debug
+    level, an error message quoting an upstream's answer)."""
+
+    patterns: tuple[str, ...] = ()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .redaction import redactor
+
+        message = record.getMessage()
+        clean = redactor(_Redacting.patterns).text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 def configure_logging(log_format: str = "plain", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log record (mockllm's, uvicorn's, Python's warnings) to `stream` (stderr) in `log_format`."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"unknown log format {log_format!r}; choose from {', '.join(LOG_FORMATS)}")
     handler = _MockllmHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else PlainFormatter())
+    handler.addFilter(_Redacting())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _MockllmHandler)]:
         root.removeHandler(old)
@@ -71,7 +88,15 @@ def configure_logging(log_format: str = "plain", level: str = "info", stream: Te
     log.setLevel(level.upper())
     # uvicorn's loggers propagate to the root (mockllm runs it with log_config=None); its access log stays off.
     logging.getLogger("uvicorn.access").disabled = True
+    # The proxy's HTTP client logs every header it sends at debug level: only its warnings are worth a line.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     logging.captureWarnings(True)
+
+
+def redact_logs(patterns: list[str] | tuple[str, ...]) -> None:
+    """Scrub these `--redact` patterns from every log line too (API keys and bearer tokens always are)."""
+    _Redacting.patterns = tuple(patterns)
 
 
 def reset_logging() -> None:

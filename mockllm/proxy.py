@@ -42,8 +42,13 @@ class SSEParser:
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._pending = b""  # the raw lines of the event being read
         self._event: str | None = None
         self._data: list[str] = []
+
+    def remainder(self) -> bytes:
+        """What came after the last complete event (a stream that ended without its blank line), as received."""
+        return self._pending + self._buffer
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
         """The events completed by `chunk`, as (event name, data)."""
@@ -55,11 +60,12 @@ class SSEParser:
                 return done
             end, after = cut
             line = self._buffer[:end].decode("utf-8", "replace")
+            self._pending += self._buffer[:after]
             self._buffer = self._buffer[after:]
             if not line:
                 if self._data:
                     done.append((self._event, "\n".join(self._data)))
-                self._event, self._data = None, []
+                self._event, self._data, self._pending = None, [], b""
                 continue
             name, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
@@ -222,6 +228,9 @@ class ProxyResponse:
         recorder = self.proxy.recorder
         body = None if streamed else b"".join(parts).decode("utf-8", "replace")
         raw = recorder.raw(upstream.status_code, upstream.headers, body, events if streamed else None, at)
+        tail = parser.remainder()
+        if streamed and tail:
+            raw["tail"] = recorder.scrub.text(tail.decode("utf-8", "replace"))
         try:
             entry.scenario = recorder.save(self.api, self.parsed_body, raw)
         except OSError as exc:

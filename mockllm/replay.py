@@ -104,10 +104,14 @@ def replay(
             entry, raw.status, headers, [body], [delay], delay, applied, [], scale, finished, streamed=False
         )
     frames = frames_of(raw.events)
+    offsets = [event.at for event in raw.events]
+    if raw.tail:
+        frames.append(Frame(raw.tail.encode(), "tail"))
+        offsets.append(None)
     if timing is not None:
         deadlines = pacing.schedule(frames, timing, scale, rng)
     else:
-        deadlines = recorded_deadlines([event.at for event in raw.events], scale)
+        deadlines = recorded_deadlines(offsets, scale)
         head_delay = 0.0
     fault_frames: Sequence[Frame] | Callable[[int], Sequence[Frame]] = []
     if fault is not None and fault.kind == "error_event":

@@ -371,6 +371,7 @@ class RawReply(_Model):
     headers: ResponseHeaders = Field(default_factory=dict)
     body: str | None = None
     events: list[RawEvent] | None = None
+    tail: str | None = None
     at: Annotated[float | None, Field(ge=0)] = None
 
     @model_validator(mode="after")

@@ -128,6 +128,7 @@ DESCRIPTIONS["RawReply"] = {
     "retry-after); credentials and hop-by-hop headers are never kept.",
     "body": "A non-streamed answer: the body text exactly as received (decompressed).",
     "events": "A streamed answer: its SSE events in order.",
+    "tail": "What a stream sent after its last complete event (a final event without its blank line), sent as is.",
     "at": "When the body was complete, in seconds from the request's arrival.",
 }
 DESCRIPTIONS["RawEvent"] = {

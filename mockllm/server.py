@@ -48,12 +48,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, log_level: str = "warning", **extra: Any) -> uvicorn.Config:
-    """The uvicorn configuration mockllm runs with: h11 with connection tracking, no access log of its own."""
+def uvicorn_config(app: Any, log_level: str = "warning", lifespan: bool = False, **extra: Any) -> uvicorn.Config:
+    """The uvicorn configuration mockllm runs with: h11 with connection tracking, no access log of its own, and the
+    app's lifespan only when it has something to close (the proxy's upstream connections)."""
     return uvicorn.Config(
         app,
         http=TrackingH11Protocol,
-        lifespan="off",
+        lifespan="on" if lifespan else "off",
         access_log=False,
         log_level=log_level,
         log_config=None,
@@ -115,7 +116,7 @@ class MockServer:
             return self
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn_config(self.app))
+        server = uvicorn.Server(uvicorn_config(self.app, lifespan=self.state.proxy is not None))
         self._server = server
 
         def run() -> None:

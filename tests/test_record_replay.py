@@ -6,7 +6,9 @@ rate-limit headers, request ids, cookies, gzip. Nothing here touches the interne
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +25,11 @@ from fake_upstream import FakeUpstream
 
 from mockllm import MockServer
 from mockllm.loading import load_scenarios
+from mockllm.logs import configure_logging, log_request, redact_logs, reset_logging
 
 SECRET = "sk-proj-THISisAfakeKEYthatMUSTneverBEwritten0123"
 ANTHROPIC_SECRET = "sk-ant-api03-THISisAfakeKEYthatMUSTneverBEwritten"
-USER = [{"role": "user", "content": "Say hello"}]
+USER: Any = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.fixture
@@ -131,7 +134,9 @@ def test_anthropic_stream_keeps_event_lines_and_padding(upstream: FakeUpstream, 
     try:
         with httpx.Client(timeout=30) as client:
             live = client.post(
-                server.url + "/v1/messages", json=request, headers={"x-api-key": ANTHROPIC_SECRET, "anthropic-version": "2023-06-01"}
+                server.url + "/v1/messages",
+                json=request,
+                headers={"x-api-key": ANTHROPIC_SECRET, "anthropic-version": "2023-06-01"},
             )
     finally:
         server.stop()
@@ -139,11 +144,13 @@ def test_anthropic_stream_keeps_event_lines_and_padding(upstream: FakeUpstream, 
     assert b"event: message_start\n" in live.content
     with MockServer([tmp_path], time_scale=0) as replay:
         sdk = anthropic.Anthropic(base_url=replay.anthropic_base_url, api_key="sk-ant-other", max_retries=0)
-        with sdk, sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=USER) as stream:  # type: ignore[arg-type]
+        with sdk, sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=USER) as stream:
             text = "".join(stream.text_stream)
             final = stream.get_final_message()
         with httpx.Client(timeout=30) as client:
-            replayed = client.post(replay.url + "/v1/messages", json=request, headers={"anthropic-version": "2023-06-01"})
+            replayed = client.post(
+                replay.url + "/v1/messages", json=request, headers={"anthropic-version": "2023-06-01"}
+            )
     assert text.startswith("Echo: Say hello")
     assert final.stop_reason == "end_turn"
     assert replayed.content == live.content  # event lines and whitespace padding included
@@ -162,7 +169,7 @@ def test_every_openai_capture_replays_byte_for_byte_and_parses(
     with MockServer([tmp_path], time_scale=0) as replay:
         assert raw_stream(replay.url, body).content == capture.read_bytes()
         with oai(replay) as client:
-            chunks = list(client.chat.completions.create(**body))  # type: ignore[call-overload]
+            chunks = list(client.chat.completions.create(**body))
     assert chunks
     assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)
 
@@ -180,7 +187,7 @@ def test_every_anthropic_capture_replays_byte_for_byte_and_parses(
     with MockServer([tmp_path], time_scale=0) as replay:
         assert raw_stream(replay.url, body, "/v1/messages", **headers).content == capture.read_bytes()
         sdk = anthropic.Anthropic(base_url=replay.anthropic_base_url, api_key="sk-ant-x", max_retries=0)
-        with sdk, sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=256, messages=USER) as stream:  # type: ignore[arg-type]
+        with sdk, sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=256, messages=USER) as stream:
             message = stream.get_final_message()
     assert message.content
 
@@ -209,16 +216,16 @@ def test_upstream_errors_are_recorded_and_replayed(upstream: FakeUpstream, tmp_p
         client.chat.completions.create(model="gpt-4o", messages=USER)
     raw = yaml.safe_load(files(tmp_path)[0].read_text())["scenarios"][0]["reply"]["raw"]
     assert (raw["status"], raw["headers"]["retry-after"]) == (429, "7")
-    with MockServer([tmp_path], time_scale=0) as replay, oai(replay) as client:
-        with pytest.raises(openai.RateLimitError) as caught:
-            client.chat.completions.create(model="gpt-4o", messages=USER)
+    replay = MockServer([tmp_path], time_scale=0)
+    with replay, oai(replay) as client, pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=USER)
     assert caught.value.response.headers["retry-after"] == "7"
 
 
 def test_unreachable_upstream_is_a_502_naming_it_and_writes_nothing(tmp_path: Path) -> None:
-    with MockServer(upstream="http://127.0.0.1:9", record="missing", out=str(tmp_path)) as server, oai(server) as c:
-        with pytest.raises(openai.APIStatusError) as caught:
-            c.chat.completions.create(model="gpt-4o", messages=USER)
+    server = MockServer(upstream="http://127.0.0.1:9", record="missing", out=str(tmp_path))
+    with server, oai(server) as client, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=USER)
     assert caught.value.status_code == 502
     assert "http://127.0.0.1:9/v1/chat/completions" in caught.value.message
     assert "could not be reached" in caught.value.message
@@ -246,7 +253,7 @@ def test_slow_upstream_is_a_504_in_anthropic_shape(upstream: FakeUpstream, tmp_p
 def test_upstream_reset_mid_stream_resets_the_client_and_writes_nothing(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.reset_after(2)
     with recorder(upstream, tmp_path) as server, oai(server) as client:
-        with pytest.raises(Exception) as caught:  # noqa: PT011, B017 - the SDK or the transport raises
+        with pytest.raises(Exception) as caught:
             text_of(client.chat.completions.create(model="gpt-4o", messages=USER, stream=True))
         entry = journal(server)[-1]
     assert not isinstance(caught.value, AssertionError)
@@ -257,26 +264,38 @@ def test_upstream_reset_mid_stream_resets_the_client_and_writes_nothing(upstream
 # -- secrets --------------------------------------------------------------------------------------------------
 
 
-def test_a_key_the_upstream_echoes_back_reaches_no_file_and_no_log(
-    upstream: FakeUpstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_key_the_upstream_echoes_back_reaches_no_file_and_no_log(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.echo_key = True
     out = tmp_path / "out"
-    with caplog.at_level("DEBUG"):
+    log = io.StringIO()
+    configure_logging("plain", "debug", log)  # as `mockllm serve --log-level debug --redact ...` logs
+    redact_logs(["acct-[0-9]+"])
+    # This process also runs the test's own openai client, whose debug lines a server process would not have.
+    quiet = [logging.getLogger(name) for name in ("openai", "httpx2", "httpcore2")]
+    for logger in quiet:
+        logger.disabled = True
+    try:
         with recorder(upstream, out, redact=["acct-[0-9]+"]) as server, oai(server) as client:
-            prompt = [{"role": "user", "content": "echo my key, account acct-12345"}]
+            server.state.listeners.append(log_request)
+            prompt: Any = [{"role": "user", "content": "echo my key, account acct-12345"}]
             live = client.chat.completions.create(model="gpt-4o", messages=prompt, stream=True)
             assert SECRET in text_of(live)  # the live stream is the user's own: it passes through unredacted
             client.chat.completions.create(model="gpt-4o", messages=prompt)
         # Replay needs no flags: the file's `redact` applies to incoming requests before they are compared.
         with MockServer([out], time_scale=0) as replay, oai(replay) as other:
             again = other.chat.completions.create(model="gpt-4o", messages=prompt)
+    finally:
+        reset_logging()
+        redact_logs([])
+        for logger in quiet:
+            logger.disabled = False
     assert "[REDACTED]" in (again.choices[0].message.content or "")
+    assert "POST /v1/chat/completions chat-" in log.getvalue()  # the log did get lines
     written = "".join(path.read_text() for path in tmp_path.rglob("*") if path.is_file())
     assert written
     for secret in (SECRET, "acct-12345"):
         assert secret not in written
-        assert secret not in caplog.text
+        assert secret not in log.getvalue()
     assert yaml.safe_load(files(out)[0].read_text())["recorded"]["redact"] == ["acct-[0-9]+"]
 
 
@@ -328,11 +347,15 @@ def test_a_fault_on_a_recording_fires_after_the_right_event(upstream: FakeUpstre
     document["scenarios"][0]["reply"]["fault"] = {"kind": "error_event", "after": 2, "message": "Broken on purpose"}
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     got: list[str] = []
-    with MockServer([tmp_path], time_scale=0) as replay, oai(replay) as client:
-        with pytest.raises(openai.APIError) as caught:
-            for chunk in client.chat.completions.create(model="gpt-4o", messages=USER, stream=True):
-                if chunk.choices and chunk.choices[0].delta.content:
-                    got.append(chunk.choices[0].delta.content)
+
+    def read(stream: Any) -> None:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                got.append(chunk.choices[0].delta.content)
+
+    replay = MockServer([tmp_path], time_scale=0)
+    with replay, oai(replay) as client, pytest.raises(openai.APIError) as caught:
+        read(client.chat.completions.create(model="gpt-4o", messages=USER, stream=True))
     assert len(got) == 2
     assert caught.value.message == "Broken on purpose"
 
@@ -382,7 +405,7 @@ def test_ten_concurrent_recordings_into_one_folder_lose_nothing(upstream: FakeUp
         def ask(index: int) -> None:
             try:
                 with oai(server) as client:
-                    prompt = [{"role": "user", "content": f"question {index}"}]
+                    prompt: Any = [{"role": "user", "content": f"question {index}"}]
                     text_of(client.chat.completions.create(model="gpt-4o", messages=prompt, stream=True))
             except BaseException as exc:  # reported below
                 errors.append(exc)
@@ -400,9 +423,12 @@ def test_ten_concurrent_recordings_into_one_folder_lose_nothing(upstream: FakeUp
 
 def test_client_hanging_up_after_the_last_chunk_keeps_the_recording(upstream: FakeUpstream, tmp_path: Path) -> None:
     with recorder(upstream, tmp_path, time_scale=0) as server:
-        with httpx.Client(timeout=30) as client, client.stream(
-            "POST", server.url + "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
-        ) as response:
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream(
+                "POST", server.url + "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
+            ) as response,
+        ):
             for line in response.iter_lines():
                 if "[DONE]" in line:
                     break  # hang up at once
