@@ -170,6 +170,7 @@ class ProxyResponse:
         self.entry = entry
         self.finished = finished
         self.dialect = dialect
+        self.target = proxy.recorder.target()  # where this exchange is recorded, whatever happens meanwhile
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self.entry
@@ -232,7 +233,7 @@ class ProxyResponse:
         if streamed and tail:
             raw["tail"] = recorder.scrub.text(tail.decode("utf-8", "replace"))
         try:
-            entry.scenario = recorder.save(self.api, self.parsed_body, raw)
+            entry.scenario = recorder.save(self.api, self.parsed_body, raw, self.target)
         except OSError as exc:
             # The client already has its answer; say loudly that the recording is lost.
             log.error("mockllm could not write the recording of %s %s: %s", self.method, self.url, exc)

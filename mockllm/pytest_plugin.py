@@ -495,6 +495,8 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if recording:
+            handle.requests  # noqa: B018 - waits (a second at most) for answers still streaming to be recorded
         stop_recording(server)
         state.scenarios.replace_files(saved_files)
         state.settings.time_scale, state.settings.seed = saved_settings

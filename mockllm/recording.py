@@ -143,6 +143,15 @@ class _Recording:
         return out
 
 
+@dataclass
+class Target:
+    """Where a recording goes, fixed when its request arrives: a folder, or a cassette and its recordings so far.
+    (A test may end, and the plugin point the recorder at the next test's cassette, while an answer still streams.)"""
+
+    cassette: Path | None
+    recordings: dict[str, _Recording]
+
+
 class Recorder:
     """Saves exchanges and makes them answer at once.
 
@@ -167,16 +176,14 @@ class Recorder:
         self.patterns = tuple(redact)
         self.scrub = redactor(self.patterns)
         self.out = out
-        self.cassette = cassette
         self._lock = threading.Lock()
-        self._recordings: dict[str, _Recording] = {}  # this run's (and, for a cassette, the file's) recordings
+        self._target = Target(cassette, {})  # this run's (and, for a cassette, the file's) recordings
 
     def use_cassette(self, path: Path | None, keep: list[Scenario]) -> None:
         """Record into this cassette from now on (the pytest plugin, per test); `keep` are its recordings so far,
         which a rewrite of the file keeps (none in `all` mode: the cassette is rewritten whole)."""
         with self._lock:
-            self.cassette = path
-            self._recordings = {}
+            self._target = Target(path, {})
             for scenario in keep:
                 request = scenario.when.request
                 if scenario.when.api is None or request is None:
@@ -185,7 +192,7 @@ class Recorder:
                     reply.raw.model_dump(mode="json", exclude_none=True) for reply in scenario.sequence if reply.raw
                 ]
                 key = request_key(scenario.when.api, request)
-                self._recordings[key] = _Recording(scenario.when.api, request, raws)
+                self._target.recordings[key] = _Recording(scenario.when.api, request, raws)
 
     def normalize(self, body: Any) -> Any:
         """A request body as this recorder stores it."""
@@ -213,20 +220,27 @@ class Recorder:
                 raw["at"] = at
         return raw
 
-    def save(self, api: str, body: Any, raw: dict[str, Any]) -> str:
-        """Write the exchange and serve it from now on; returns the scenario id."""
+    def target(self) -> Target:
+        """Where a request arriving now will be recorded."""
+        with self._lock:
+            return self._target
+
+    def save(self, api: str, body: Any, raw: dict[str, Any], target: Target | None = None) -> str:
+        """Write the exchange (to `target`, by default the current one) and serve it from now on; returns the
+        scenario id."""
         request = self.normalize(body)
         key = request_key(api, request)
         with self._lock:
-            recording = self._recordings.get(key)
+            target = target or self._target
+            recording = target.recordings.get(key)
             if recording is None or self.mode != "all":
                 recording = _Recording(api, request)
-                self._recordings[key] = recording
+                target.recordings[key] = recording
             recording.raws.append(raw)
             scenario = recording.scenario(key)
-            if self.cassette is not None:
-                path = self.cassette
-                document = self._document([r.scenario(k) for k, r in self._recordings.items()], api)
+            if target.cassette is not None:
+                path = target.cassette
+                document = self._document([r.scenario(k) for k, r in target.recordings.items()], api)
             else:
                 assert self.out is not None
                 path = self.out / f"{api}-{key}.yaml"
