@@ -289,7 +289,7 @@ class FakeUpstream:
             self._requests.append(request)
         started = time.monotonic()
         if not await self._sleep(self.delay):
-            self._drop(scope)
+            await self._drop(scope)
             return
         reply = self._reply(request, started)
         if reply.streamed:
@@ -359,7 +359,7 @@ class FakeUpstream:
         await send({"type": "http.response.start", "status": reply.status, "headers": _encode(reply.headers)})
         for number, event in enumerate(reply.events, start=1):
             if number > 1 and not await self._sleep(self.gap):
-                self._drop(scope)
+                await self._drop(scope)
                 return
             await send({"type": "http.response.body", "body": event, "more_body": True})
             if reset_at is not None and number >= reset_at:
@@ -370,7 +370,7 @@ class FakeUpstream:
                 await self._wait_for(release)
                 self.holding.clear()
                 if self._stopping.is_set():
-                    self._drop(scope)
+                    await self._drop(scope)
                     return
         if reset_at == 0:
             await self._reset(scope)
@@ -392,20 +392,23 @@ class FakeUpstream:
         while not release.is_set() and not self._stopping.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.001)
 
-    def _transport(self, scope: Scope) -> asyncio.Transport:
+    def _transport(self, scope: Scope) -> asyncio.Transport | None:
+        """The request's connection; None once the client has closed it (it is then forgotten)."""
         client = scope.get("client")
-        transport = self._transports.get((str(client[0]), int(client[1]))) if client else None
-        if transport is None:
-            raise RuntimeError("FakeUpstream: the connection's transport is unknown; this is a bug in FakeUpstream")
-        return transport
+        return self._transports.get((str(client[0]), int(client[1]))) if client else None
 
-    def _drop(self, scope: Scope) -> None:
+    async def _drop(self, scope: Scope) -> None:
         """Close the connection without an answer: the server is stopping and must not wait for this request."""
-        self._transport(scope).abort()
+        transport = self._transport(scope)
+        if transport is not None:
+            transport.abort()
+            await asyncio.sleep(0)  # let uvicorn see the connection lost before the app returns, or it answers 500
 
     async def _reset(self, scope: Scope) -> None:
         """Reset the connection with RST once the events sent so far have left the socket and had time to land."""
         transport = self._transport(scope)
+        if transport is None:
+            return  # the client left first: nothing to reset
         sock = transport.get_extra_info("socket")
         # A reset discards what the peer has not read yet, so the events sent first must drain and be read.
         loop = asyncio.get_running_loop()
