@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import gzip
 import json
 import socket
@@ -154,6 +155,9 @@ class FakeUpstream:
         """Listen on a free port and serve in a daemon thread; returns once connections are accepted."""
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and without it Nagle may hold a
         # small first chunk back, which would blur what `hold` is meant to show.
+        if self._thread is not None:
+            return self
+        self._stopping.clear()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -285,6 +289,7 @@ class FakeUpstream:
             self._requests.append(request)
         started = time.monotonic()
         if not await self._sleep(self.delay):
+            await self._drop(scope)
             return
         reply = self._reply(request, started)
         if reply.streamed:
@@ -354,6 +359,7 @@ class FakeUpstream:
         await send({"type": "http.response.start", "status": reply.status, "headers": _encode(reply.headers)})
         for number, event in enumerate(reply.events, start=1):
             if number > 1 and not await self._sleep(self.gap):
+                await self._drop(scope)
                 return
             await send({"type": "http.response.body", "body": event, "more_body": True})
             if reset_at is not None and number >= reset_at:
@@ -363,6 +369,9 @@ class FakeUpstream:
                 self.holding.set()
                 await self._wait_for(release)
                 self.holding.clear()
+                if self._stopping.is_set():
+                    await self._drop(scope)
+                    return
         if reset_at == 0:
             await self._reset(scope)
             return
@@ -383,17 +392,28 @@ class FakeUpstream:
         while not release.is_set() and not self._stopping.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.001)
 
+    def _transport(self, scope: Scope) -> asyncio.Transport | None:
+        """The request's connection; None once the client has closed it (it is then forgotten)."""
+        client = scope.get("client")
+        return self._transports.get((str(client[0]), int(client[1]))) if client else None
+
+    async def _drop(self, scope: Scope) -> None:
+        """Close the connection without an answer: the server is stopping and must not wait for this request."""
+        transport = self._transport(scope)
+        if transport is not None:
+            transport.abort()
+            await asyncio.sleep(0)  # let uvicorn see the connection lost before the app returns, or it answers 500
+
     async def _reset(self, scope: Scope) -> None:
         """Reset the connection with RST once the events sent so far have left the socket and had time to land."""
-        client = scope.get("client")
-        transport = self._transports.get((str(client[0]), int(client[1]))) if client else None
+        transport = self._transport(scope)
         if transport is None:
-            raise RuntimeError("reset_after: the connection's transport is unknown; this is a bug in FakeUpstream")
+            return  # the client left first: nothing to reset
         sock = transport.get_extra_info("socket")
         # A reset discards what the peer has not read yet, so the events sent first must drain and be read.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
-        while loop.time() < deadline and transport.get_write_buffer_size() > 0:
+        while loop.time() < deadline and (transport.get_write_buffer_size() > 0 or _unsent(sock) > 0):
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.05)
         if sock is not None:
@@ -418,6 +438,19 @@ def _failure_body(failure: _Failure, anthropic: bool) -> bytes | None:
             return json.dumps(failure.body, separators=(",", ":")).encode()
         return (json.dumps(failure.body, indent=4) + "\n").encode()  # OpenAI's error layer (§5.1)
     return failure.body.encode() if isinstance(failure.body, str) else failure.body
+
+
+_SIOCOUTQ = 0x5411  # Linux: bytes in a socket's send queue not yet acknowledged by the peer
+
+
+def _unsent(sock: socket.socket | None) -> int:
+    """Bytes the kernel still holds for the peer (0 where the ioctl is unknown: the settle time then covers it)."""
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

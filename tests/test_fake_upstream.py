@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -401,3 +402,26 @@ def test_split_events_keeps_every_byte() -> None:
 )
 def test_accepts_gzip(value: str, expected: bool) -> None:
     assert _accepts_gzip(value) is expected
+
+
+def test_stop_does_not_wait_for_a_delayed_or_held_answer() -> None:
+    upstream = FakeUpstream(delay=60).start()
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with httpx.Client(timeout=30) as client:
+                client.post(upstream.url + CHAT, json=hello())
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while not upstream.requests:
+        time.sleep(0.005)
+    started = time.monotonic()
+    upstream.stop()
+    assert time.monotonic() - started < 10  # not the 60 s delay
+    caller.join(10)
+    assert not caller.is_alive()
+    assert errors  # the client saw its connection end, with no answer
