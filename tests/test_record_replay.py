@@ -22,6 +22,7 @@ import pytest
 import yaml
 from conftest import DATA
 from fake_upstream import FakeUpstream
+from serve_process import ServeProcess
 
 from mockllm import MockServer
 from mockllm.loading import load_scenarios
@@ -437,3 +438,23 @@ def test_client_hanging_up_after_the_last_chunk_keeps_the_recording(upstream: Fa
                 break
             time.sleep(0.01)
     assert len(files(tmp_path)) == 1
+
+
+def test_serve_command_records_then_replays(upstream: FakeUpstream, tmp_path: Path) -> None:
+    out = tmp_path / "recordings"
+    args = ("--upstream", f"chat={upstream.url}", "--record", "missing", "--out", str(out), "--time-scale", "0")
+    with ServeProcess(*args) as process:
+        process.wait_for(lambda line: "recording (--record missing) into" in line)
+        with openai.OpenAI(base_url=process.url + "/v1", api_key=SECRET, max_retries=0) as client:
+            assert client.chat.completions.create(model="gpt-4o", messages=USER).choices[0].message.content
+        process.signal()
+        assert process.wait() == 0
+    assert len(files(out)) == 1
+    upstream.stop()
+    with ServeProcess(str(out), "--time-scale", "0") as process:  # replay: the default --record none
+        with openai.OpenAI(base_url=process.url + "/v1", api_key="sk-other", max_retries=0) as client:
+            reply = client.chat.completions.create(model="gpt-4o", messages=USER)
+        process.signal()
+        assert process.wait() == 0
+    assert reply.choices[0].message.content == "Echo: Say hello"
+    assert not any(SECRET in line for line in process.lines)
