@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import random
 import re
@@ -23,15 +22,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import pacing
-from ._version import __version__
+from .admin import AdminRoutes
 from .conversations import Conversations
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
 from .journal import Entry, Journal
-from .loading import ScenarioError, load_scenarios, load_text
+from .loading import load_scenarios
 from .matching import Scenarios, UnknownScenario
+from .models import ModelRoutes
 from .protocols import ROUTES, ProtocolModule
 from .protocols import anthropic as anthropic_protocol
-from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
+from .protocols.base import Frame, ParsedRequest, Plan, RequestError, openai_headers, plan_reply, request_id
 from .proxy import Proxy, ProxyResponse, make_proxy
 from .recording import check_record_settings
 from .replay import replay
@@ -138,31 +138,11 @@ class MockState:
         return list(names)
 
 
-def _json(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False), status, dict(headers or {}), "application/json")
-
-
-def _openai_headers(dialect: str, rid: str) -> dict[str, str]:
-    if dialect == "vllm":
-        return {}
-    return {
-        "x-request-id": rid,
-        "openai-version": "2020-10-01",
-        "openai-processing-ms": "1",
-        "x-ratelimit-limit-requests": "10000",
-        "x-ratelimit-limit-tokens": "30000000",
-        "x-ratelimit-remaining-requests": "9999",
-        "x-ratelimit-remaining-tokens": "29999000",
-        "x-ratelimit-reset-requests": "6ms",
-        "x-ratelimit-reset-tokens": "2ms",
-    }
-
-
 def _success_headers(api: str, dialect: str, rid: str) -> dict[str, str]:
     """The headers every answer of this API carries: Anthropic's request id and organization, or OpenAI's."""
     if api == anthropic_protocol.API:
         return anthropic_protocol.response_headers(rid)
-    return _openai_headers(dialect, rid)
+    return openai_headers(dialect, rid)
 
 
 class MockApp:
@@ -267,6 +247,31 @@ class MockApp:
             self.state.settings.dialect,
         )
 
+    async def recorded_models(self, request: Request) -> Any | None:
+        """`GET /v1/models[/{id}]` answered by a recording (api `models`), or forwarded upstream when recording;
+        None when neither applies and the models come from the scenarios."""
+        state = self.state
+        body: dict[str, Any] = {"path": request.url.path}
+        if "anthropic-version" in request.headers:
+            body["anthropic"] = True  # an Anthropic client gets another shape: another recording
+        parsed = ParsedRequest(api="models", body=body, headers={k.lower(): v for k, v in request.headers.items()})
+        proxy = state.proxy
+        forward = proxy is not None and proxy.mode == "all"
+        recorded = lambda s: s.when.api == "models" and s.when.request is not None  # noqa: E731
+        selection = None if forward else state.scenarios.select(parsed, accept=recorded)
+        raw = selection.reply.raw if selection is not None else None
+        if raw is None and proxy is None:
+            return None
+        entry = state.journal.open(request.method, request.url.path)
+        entry.api, entry.body = "models", body
+        if selection is None or raw is None:
+            assert proxy is not None
+            return self._forward(proxy, "models", request, b"", body, entry)
+        entry.scenario = selection.scenario.name
+        settings = state.settings
+        return replay(selection.reply, raw, "models", settings.dialect, entry, state.rng, settings.time_scale, None,
+                      self._finish)  # fmt: skip
+
     def _fallback(self, parsed: ParsedRequest) -> Reply | None:
         if parsed.api == "embeddings":
             return Reply()  # embeddings need no scenario: vectors come from a hash of each input
@@ -329,143 +334,6 @@ class MockApp:
             entry, 200, headers, frames, [delay], delay, applied, [], scale, self._finish, streamed=False
         )
 
-    # -- models ---------------------------------------------------------------------------------------------
-
-    def _model_dialect(self, model_id: str) -> str:
-        """The dialect of a model's card: that of the first scenario naming it with `dialect:`, else the server's."""
-        for scenario in self.state.scenarios.all():
-            if scenario.dialect is None:
-                continue
-            named = {reply.model for reply in scenario.sequence}
-            if scenario.when.model is not None:
-                named.add(scenario.when.model.exact)
-            if model_id in named:
-                return scenario.dialect
-        return self.state.settings.dialect
-
-    def _model_card(self, model_id: str) -> dict[str, Any]:
-        created = 1700000000
-        if self._model_dialect(model_id) == "vllm":
-            # vLLM's ModelCard (wire-formats.md §8.3).
-            return {
-                "id": model_id,
-                "object": "model",
-                "created": created,
-                "owned_by": "vllm",
-                "root": model_id,
-                "parent": None,
-                "max_model_len": 32768,
-                "permission": [
-                    {
-                        "id": "modelperm-" + hashlib.sha256(model_id.encode()).hexdigest()[:32],
-                        "object": "model_permission",
-                        "created": created,
-                        "allow_create_engine": False,
-                        "allow_sampling": True,
-                        "allow_logprobs": True,
-                        "allow_search_indices": False,
-                        "allow_view": True,
-                        "allow_fine_tuning": False,
-                        "organization": "*",
-                        "group": None,
-                        "is_blocking": False,
-                    }
-                ],
-            }
-        return {"id": model_id, "object": "model", "created": created, "owned_by": "system"}
-
-    async def list_models(self, request: Request) -> Response:
-        if "anthropic-version" in request.headers:
-            # An Anthropic client: its own list shape (the SDK always sends anthropic-version).
-            payload = anthropic_protocol.model_list(self.state.model_ids())
-            return _json(payload, headers=anthropic_protocol.response_headers(request_id()))
-        data = [self._model_card(model_id) for model_id in self.state.model_ids()]
-        return _json(
-            {"object": "list", "data": data}, headers=_openai_headers(self.state.settings.dialect, request_id())
-        )
-
-    async def get_model(self, request: Request) -> Response:
-        model_id = request.path_params["model_id"]
-        dialect = self.state.settings.dialect
-        rid = request_id()
-        if "anthropic-version" in request.headers:
-            return self._anthropic_model(model_id, rid)
-        if model_id in self.state.model_ids():
-            return _json(self._model_card(model_id), headers=_openai_headers(self._model_dialect(model_id), rid))
-        known = ", ".join(self.state.model_ids()) or "none"
-        error = error_reply(
-            404,
-            "chat",
-            dialect,
-            rid,
-            code="model_not_found",
-            param="model",
-            message=f"The model `{model_id}` does not exist or you do not have access to it. "
-            f"(mockllm serves the models its scenarios name: {known}; add --model to "
-            f"serve more.)",
-        )
-        return Response(error.body, 404, error.headers, "application/json")
-
-    def _anthropic_model(self, model_id: str, rid: str) -> Response:
-        if model_id in self.state.model_ids():
-            card = anthropic_protocol.model_card(model_id)
-            return _json(card, headers=anthropic_protocol.response_headers(rid))
-        known = ", ".join(self.state.model_ids()) or "none"
-        message = (
-            f"model: {model_id} (mockllm serves the models its scenarios name: {known}; add --model to serve more.)"
-        )
-        error = error_reply(404, anthropic_protocol.API, self.state.settings.dialect, rid, message=message)
-        return Response(error.body, 404, error.headers, "application/json")
-
-    # -- admin API ------------------------------------------------------------------------------------------
-
-    async def health(self, request: Request) -> Response:
-        return _json({"status": "ok", "version": __version__, "scenarios": len(self.state.scenarios.all())})
-
-    async def get_scenarios(self, request: Request) -> Response:
-        runtime = {id(s) for s in self.state.scenarios.runtime_scenarios}
-        payload = [
-            {
-                "id": s.name,
-                "source": s.location,
-                "runtime": id(s) in runtime,
-                **s.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"id"}),
-            }
-            for s in self.state.scenarios.all()
-        ]
-        return _json(payload)
-
-    async def post_scenarios(self, request: Request) -> Response:
-        raw = await request.body()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return _admin_error(400, "the body is not UTF-8 text; send a YAML or JSON scenario document")
-        try:
-            scenarios = load_text(text, "<admin>", lenient=True)
-        except ScenarioError as exc:
-            return _admin_error(400, str(exc))
-        try:
-            self.state.scenarios.add(scenarios)
-        except ValueError as exc:
-            return _admin_error(409, str(exc))
-        return _json({"added": [s.name for s in scenarios]}, 201)
-
-    async def delete_scenarios(self, request: Request) -> Response:
-        self.state.scenarios.clear_runtime()
-        return _json({"scenarios": len(self.state.scenarios.all())})
-
-    async def get_requests(self, request: Request) -> Response:
-        return _json([entry.to_json() for entry in self.state.journal.entries()])
-
-    async def delete_requests(self, request: Request) -> Response:
-        self.state.journal.clear()
-        return Response(status_code=204)
-
-    async def reset(self, request: Request) -> Response:
-        self.state.reset()
-        return _json({"reset": True})
-
     async def not_found(self, request: Request) -> Response:
         """A path the server does not serve: journaled and logged like a miss, so a test cannot pass over it."""
         path = request.url.path
@@ -497,18 +365,11 @@ class MockApp:
 
     def build(self) -> Starlette:
         routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
-        routes += [
-            Route("/v1/models", self.list_models, methods=["GET"]),
-            Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
-            Route("/_mockllm/health", self.health, methods=["GET"]),
-            Route("/_mockllm/scenarios", self.get_scenarios, methods=["GET"]),
-            Route("/_mockllm/scenarios", self.post_scenarios, methods=["POST"]),
-            Route("/_mockllm/scenarios", self.delete_scenarios, methods=["DELETE"]),
-            Route("/_mockllm/requests", self.get_requests, methods=["GET"]),
-            Route("/_mockllm/requests", self.delete_requests, methods=["DELETE"]),
-            Route("/_mockllm/reset", self.reset, methods=["POST"]),
-            Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
-        ]
+        routes += ModelRoutes(self).routes()
+        routes += AdminRoutes(self.state).routes()
+        routes.append(
+            Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        )
         app = Starlette(routes=routes, lifespan=self._lifespan)
         app.state.mock = self.state
         return app
@@ -524,10 +385,6 @@ def _request_error(exc: RequestError, api: str, dialect: str, rid: str) -> Error
     return error_reply(
         exc.status, api, dialect, rid, type=exc.type, code=exc.code, message=exc.message, param=exc.param
     )
-
-
-def _admin_error(status: int, message: str) -> Response:
-    return _json({"error": {"message": message, "type": "invalid_request_error"}}, status)
 
 
 def create_app(

@@ -28,7 +28,7 @@ from pydantic import BeforeValidator as _Before
 from .timing import parse_duration
 from .tokens import tokenize
 
-API_NAMES = ("chat", "completions", "responses", "messages", "embeddings")
+API_NAMES = ("chat", "completions", "responses", "messages", "embeddings", "models")
 FAULT_KINDS = ("error_event", "end", "disconnect", "malformed", "stall")
 THEN_MODES = ("repeat-last", "cycle", "fall-through")
 DIALECTS = ("openai", "vllm")
@@ -163,7 +163,7 @@ class MessageCondition(_Model):
 class When(_Model):
     """The conditions of a scenario; every one given must hold."""
 
-    api: Literal["chat", "completions", "responses", "messages", "embeddings"] | None = None
+    api: Literal["chat", "completions", "responses", "messages", "embeddings", "models"] | None = None
     model: StringCondition | None = None
     stream: bool | None = None
     prompt: StringCondition | None = None

@@ -26,7 +26,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "When": {
         "request": "Recordings: the whole request body (volatile fields dropped, secrets redacted) must equal this.",
-        "api": "The API the request came in on: chat, completions, responses, messages or embeddings.",
+        "api": "The API the request came in on: chat, completions, responses, messages or embeddings (models: "
+        "recordings of GET /v1/models).",
         "model": "The request's `model`: a plain string (exact) or {contains|regex|glob: ...}.",
         "stream": "true for streamed requests, false for the others.",
         "prompt": "The text of the last user message (each prompt for /v1/completions): a string condition.",

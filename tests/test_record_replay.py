@@ -458,3 +458,16 @@ def test_serve_command_records_then_replays(upstream: FakeUpstream, tmp_path: Pa
         assert process.wait() == 0
     assert reply.choices[0].message.content == "Echo: Say hello"
     assert not any(SECRET in line for line in process.lines)
+
+
+def test_the_model_list_is_recorded_and_replayed(upstream: FakeUpstream, tmp_path: Path) -> None:
+    with recorder(upstream, tmp_path, time_scale=0) as server, oai(server) as client:
+        live = [model.id for model in client.models.list()]
+        anthropic_live = httpx.get(server.url + "/v1/models", headers={"anthropic-version": "2023-06-01"}).json()
+    assert live
+    assert len(files(tmp_path)) == 2  # OpenAI's shape and Anthropic's are two recordings
+    upstream.stop()
+    with MockServer([tmp_path], time_scale=0) as replay, oai(replay) as client:
+        assert [model.id for model in client.models.list()] == live
+        again = httpx.get(replay.url + "/v1/models", headers={"anthropic-version": "2023-06-01"}).json()
+    assert again == anthropic_live

@@ -184,6 +184,23 @@ def random_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
+def openai_headers(dialect: str, rid: str) -> dict[str, str]:
+    """The headers every OpenAI answer carries (wire-formats.md §2.3); vLLM sends none of them (§8.1)."""
+    if dialect == "vllm":
+        return {}
+    return {
+        "x-request-id": rid,
+        "openai-version": "2020-10-01",
+        "openai-processing-ms": "1",
+        "x-ratelimit-limit-requests": "10000",
+        "x-ratelimit-limit-tokens": "30000000",
+        "x-ratelimit-remaining-requests": "9999",
+        "x-ratelimit-remaining-tokens": "29999000",
+        "x-ratelimit-reset-requests": "6ms",
+        "x-ratelimit-reset-tokens": "2ms",
+    }
+
+
 def request_id() -> str:
     """A fresh request id, `req_` and 32 hex digits, as OpenAI and Anthropic send them."""
     return "req_" + secrets.token_hex(16)
