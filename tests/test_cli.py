@@ -103,7 +103,7 @@ def test_check_bad_files_reports_every_problem_on_stderr(tmp_path: Path, capsys:
         f"error: {bad}:8: scenarios[1].reply.timing.ttft: 'soon' is not a duration; write it as 250ms, 1.5s, 2m or a "
         f"number of seconds",
         f"error: {also_bad}:4: scenarios[0].when.api: 'chats' is not a valid `api` (one of chat, completions, "
-        f"responses, messages, embeddings); did you mean `chat`?",
+        f"responses, messages, embeddings, models); did you mean `chat`?",
         "3 problems found",
     ]
 

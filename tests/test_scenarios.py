@@ -297,7 +297,7 @@ MISTAKES: list[tuple[str, str, list[str]]] = [
         """,
         [
             "bad.yaml:4: scenarios[0].when.api: 'chats' is not a valid `api` (one of chat, completions, responses, "
-            "messages, embeddings); did you mean `chat`?"
+            "messages, embeddings, models); did you mean `chat`?"
         ],
     ),
     (
@@ -734,7 +734,7 @@ MISTAKES: list[tuple[str, str, list[str]]] = [
         [
             "bad.yaml:4: scenarios[0].repy: unknown key `repy`; did you mean `reply`?",
             "bad.yaml:6: scenarios[1].when.api: 'chats' is not a valid `api` (one of chat, completions, responses, "
-            "messages, embeddings); did you mean `chat`?",
+            "messages, embeddings, models); did you mean `chat`?",
             "bad.yaml:7: scenarios[1].reply.txt: unknown key `txt`; did you mean `text`?",
         ],
     ),

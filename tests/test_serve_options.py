@@ -25,6 +25,11 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "log-format": ("json", "json"),
     "reload": ("yes", True),
     "grace": ("250ms", 0.25),
+    "record": ("missing", "missing"),
+    "upstream": ("chat=http://127.0.0.1:9", "chat=http://127.0.0.1:9"),
+    "out": ("recordings", "recordings"),
+    "redact": ("acct-[0-9]+\nsecret-\\w+", ["acct-[0-9]+", "secret-\\w+"]),
+    "upstream-timeout": ("2s", 2.0),
 }
 
 
