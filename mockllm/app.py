@@ -32,6 +32,7 @@ from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply
 from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
 from .tokens import tokenize
+from .toolloop import runtime_warning
 
 FALLBACKS = ("error", "echo", "lorem")
 
@@ -209,6 +210,9 @@ class MockApp:
         else:
             entry.scenario = selection.scenario.name
             reply = selection.reply
+            if parsed.tool_results:
+                # The reply is still sent (the client asked for it); the journal, log and plugin say why it loops.
+                entry.warning = runtime_warning(selection, parsed, state.scenarios.all())
             dialect = selection.scenario.dialect or dialect
             check = getattr(protocol, "check_reply", None)
             if check is not None:

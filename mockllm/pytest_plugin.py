@@ -217,6 +217,7 @@ class MockLLM:
         self.strict = strict
         self._base = base
         self._misses: dict[int, Entry] = {}
+        self._warnings: dict[int, Entry] = {}
         self._reported: set[int] = set()
 
     def __repr__(self) -> str:
@@ -301,6 +302,12 @@ class MockLLM:
         self._collect_misses()
         return list(self._misses.values())
 
+    @property
+    def warnings(self) -> list[Entry]:
+        """The requests of this test that were answered with a warning (a tool loop), across `reset()` calls."""
+        self._collect_misses()
+        return list(self._warnings.values())
+
     def reset(self) -> None:
         """Clear the journal, the sequence positions and the scenarios added in the test; keep the marker's.
 
@@ -313,10 +320,13 @@ class MockLLM:
         for entry in self.server.state.journal.entries():
             if entry.miss is not None:
                 self._misses.setdefault(entry.id, entry)
+            if entry.warning is not None:
+                self._warnings.setdefault(entry.id, entry)
 
     def _unreported(self) -> list[Entry]:
-        """Misses not shown to the user yet; they count as shown from now on."""
-        fresh = [entry for entry in self.misses if entry.id not in self._reported]
+        """Misses and warnings not shown to the user yet; they count as shown from now on."""
+        problems = {entry.id: entry for entry in [*self.misses, *self.warnings]}
+        fresh = [entry for _, entry in sorted(problems.items()) if entry.id not in self._reported]
         self._reported.update(entry.id for entry in fresh)
         return fresh
 
@@ -328,6 +338,26 @@ def _show_path(filename: str) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def describe_problems(entries: Sequence[Entry]) -> str:
+    """The failure message for this test's requests that matched no scenario or were answered with a warning."""
+    misses = [entry for entry in entries if entry.miss is not None]
+    warned = [entry for entry in entries if entry.warning is not None]
+    parts = [describe_misses(misses)] if misses else []
+    if warned:
+        parts.append(describe_warnings(warned))
+    return "\n\n".join(parts)
+
+
+def describe_warnings(entries: Sequence[Entry]) -> str:
+    """The failure message for requests answered with a warning: each request, the warning and its fix."""
+    count = len(entries)
+    lines = [f"mockllm: {count} request{'s' if count != 1 else ''} in this test got a reply that loops."]
+    for number, entry in enumerate(entries, 1):
+        lines += ["", f"{number}. {entry.method} {entry.path}", f"   {entry.warning}"]
+    lines += ["", "Fix the scenario order or conditions as above, or allow it with @pytest.mark.mockllm(strict=False)."]
+    return "\n".join(lines)
 
 
 def describe_misses(entries: Sequence[Entry]) -> str:
@@ -377,7 +407,7 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
 
     Serves the scenarios of the test's `@pytest.mark.mockllm(*paths)` marker, sets `OPENAI_BASE_URL`,
     `ANTHROPIC_BASE_URL` (and dummy API keys when unset) for the test, and fails the test if a request matched no
-    scenario (unless the marker says `strict=False`).
+    scenario or got a reply that loops (a tool call answering its own result), unless the marker says `strict=False`.
     """
     server = mockllm_server
     base = request.path.parent
@@ -427,7 +457,7 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     if leftover:
         # Requests made after the test body (by other fixtures' teardown): the check at the end of the call missed
         # them, so they fail the teardown.
-        pytest.fail(describe_misses(leftover), pytrace=False)
+        pytest.fail(describe_problems(leftover), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -448,11 +478,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             misses = handle._unreported()
             if misses:
                 # The test failed anyway (most likely because of the miss): show why next to its traceback.
-                item.add_report_section("call", "mockllm", describe_misses(misses))
+                item.add_report_section("call", "mockllm", describe_problems(misses))
         raise
     handle = item.stash.get(_HANDLE, None)
     if handle is not None and handle.strict:
         misses = handle._unreported()
         if misses:
-            pytest.fail(describe_misses(misses), pytrace=False)
+            pytest.fail(describe_problems(misses), pytrace=False)
     return result
