@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from offline import no_network  # noqa: F401  (the fixture, used through pytestmark)
@@ -39,9 +39,10 @@ def test_chat_openai_tool_loop(mockllm: MockLLM) -> None:
 def test_chat_openai_streams_the_tool_call(mockllm: MockLLM) -> None:
     model = ChatOpenAI(model="gpt-4o-mini", base_url=mockllm.openai_base_url, api_key="sk-test", streaming=True)
     chunks = list(model.bind_tools([get_weather]).stream("What's the weather in Oslo?"))
-    merged = chunks[0]
+    assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks)
+    merged: BaseMessageChunk = chunks[0]  # type: ignore[assignment]  # stream() is typed as yielding AIMessage
     for chunk in chunks[1:]:
-        merged += chunk
-    assert isinstance(merged, AIMessage)
+        merged = merged + chunk
+    assert isinstance(merged, AIMessageChunk)
     assert [(call["name"], call["args"]) for call in merged.tool_calls] == [("get_weather", {"city": "Oslo"})]
     assert mockllm.requests[0].stream is True

@@ -6,7 +6,11 @@ fetches its model-cost map from the internet at import time.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +31,29 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture
-def litellm(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The `litellm` module, imported offline."""
+def litellm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The `litellm` module, imported offline; what it leaves open is closed after the test."""
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
-    return litellm
+    yield litellm
+    # LiteLLM caches its HTTP clients across calls: close them, or their sockets outlive the test.
+    cache = litellm.in_memory_llm_clients_cache
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+    cache.flush_cache()  # type: ignore[no-untyped-call]  # LiteLLM leaves it unannotated
+    # A blocking call logs its timing on the thread's event loop, which `asyncio.get_event_loop()` creates and
+    # nobody closes; close it here, before the garbage collector reports it in another test.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return  # no loop: set to None by an earlier test, and LiteLLM then used asyncio.run
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.mark.mockllm("data/compat/litellm.yaml")
