@@ -38,6 +38,7 @@ from .replay import replay
 from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
 from .tokens import tokenize
+from .toolloop import runtime_warning
 from .unknown import unknown_route_message
 
 FALLBACKS = ("error", "echo", "lorem")
@@ -222,6 +223,9 @@ class MockApp:
         else:
             entry.scenario = selection.scenario.name
             reply = selection.reply
+            if parsed.tool_results:
+                # The reply is still sent (the client asked for it); the journal, log and plugin say why it loops.
+                entry.warning = runtime_warning(selection, parsed, state.scenarios.all())
             dialect = selection.scenario.dialect or dialect
             check = getattr(protocol, "check_reply", None)
             if check is not None:

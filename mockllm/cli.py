@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_check(paths: Sequence[str]) -> int:
     """`mockllm check`: every problem with file:line, shadowing warnings; exit 1 on errors."""
     from .matching import shadowing_warnings
+    from .toolloop import tool_loop_warnings
 
     scenarios, problems = collect(paths)
     for problem in problems:
@@ -257,6 +258,9 @@ def run_check(paths: Sequence[str]) -> int:
             f"or narrow `{earlier.name}`'s conditions",
             file=sys.stderr,
         )
+    for loop in tool_loop_warnings(scenarios):
+        warnings += 1
+        print(f"warning: {loop.message()}", file=sys.stderr)
     if problems:
         count = len(problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)

@@ -25,6 +25,7 @@ class Entry:
     body: Any = None
     scenario: str | None = None
     miss: str | None = None
+    warning: str | None = None  # a problem with a request that was answered, such as a tool loop (toolloop.py)
     status: int | None = None
     error: dict[str, Any] | None = None
     fault: str | None = None
@@ -62,6 +63,7 @@ class Entry:
             "body": self.body,
             "scenario": self.scenario,
             "miss": self.miss,
+            "warning": self.warning,
             "status": self.status,
             "error": self.error,
             "fault": self.fault,

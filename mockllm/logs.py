@@ -121,6 +121,7 @@ def request_fields(entry: Entry) -> dict[str, Any]:
         "fault": entry.fault,
         "outcome": entry.outcome,
         "chunks": entry.chunks,
+        "warning": entry.warning,
     }
 
 
@@ -143,5 +144,7 @@ def log_request(entry: Entry) -> None:
         fault,
         extra={"fields": request_fields(entry)},
     )
+    if entry.warning:
+        log.warning("request %d: %s", entry.id, entry.warning, extra={"fields": {"event": "warning", "id": entry.id}})
     if entry.miss:
         log.debug("request %d matched no scenario: %s", entry.id, entry.miss, extra={"fields": {"event": "miss"}})

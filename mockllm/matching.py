@@ -56,6 +56,11 @@ def _subset(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
+def _tool_name(condition: StringCondition) -> str:
+    """A tool-name condition for messages: the bare name when exact (as users write it), else `contains "x"`."""
+    return condition.exact if condition.exact is not None else f"a tool matching {condition.describe()}"
+
+
 def _body_check(expected: dict[str, Any], body: dict[str, Any]) -> Check:
     for key, value in expected.items():
         if key not in body:
@@ -107,13 +112,14 @@ def _checks(when: When, request: ParsedRequest) -> Iterator[Check]:
     if when.messages is not None:
         yield _messages_check(when.messages, request.messages)
     if when.tools is not None:
-        missing = [name for name in when.tools if name not in request.tools]
+        # Each entry needs some offered tool of its own kind; frameworks name tools themselves (`final_result`).
+        missing = [_tool_name(cond) for cond in when.tools if not any(cond.test(name) for name in request.tools)]
         detail = f"the request does not offer {', '.join(missing)} (offers: {', '.join(request.tools) or 'none'})"
         yield Check("tools", not missing, detail if missing else "")
     if when.after_tool is not None:
-        ok = when.after_tool in request.tool_results
+        ok = any(when.after_tool.test(name) for name in request.tool_results)
         got = ", ".join(request.tool_results) or "no tool results after the last assistant message"
-        yield Check("after_tool", ok, "" if ok else f"expected a result of {when.after_tool}, got {got}")
+        yield Check("after_tool", ok, "" if ok else f"expected a result of {_tool_name(when.after_tool)}, got {got}")
     if when.headers is not None:
         for name, condition in when.headers.items():
             yield _string(f"headers.{name.lower()}", condition, request.headers.get(name.lower()))
@@ -362,7 +368,8 @@ def _covers(a: When, b: When) -> bool:
             if not _covers_string(mine, theirs):
                 return False
         elif name == "tools":
-            if theirs is None or not set(mine) <= set(theirs):
+            # Every tool `a` asks for must be implied by one `b` asks for: then any request offering b's offers a's.
+            if theirs is None or not all(any(_covers_string(m, t) for t in theirs) for m in mine):
                 return False
         elif name == "headers":
             if theirs is None or any(not _covers_string(c, theirs.get(k)) for k, c in mine.items()):

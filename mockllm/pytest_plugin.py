@@ -262,6 +262,7 @@ class MockLLM:
         self.record_hint = record_hint  # how to record this test's exchanges (replay mode only)
         self._base = base
         self._misses: dict[int, Entry] = {}
+        self._warnings: dict[int, Entry] = {}
         self._reported: set[int] = set()
 
     def __repr__(self) -> str:
@@ -350,6 +351,12 @@ class MockLLM:
         self._collect_misses()
         return list(self._misses.values())
 
+    @property
+    def warnings(self) -> list[Entry]:
+        """The requests of this test that were answered with a warning (a tool loop), across `reset()` calls."""
+        self._collect_misses()
+        return list(self._warnings.values())
+
     def reset(self) -> None:
         """Clear the journal, the sequence positions and the scenarios added in the test; keep the marker's.
 
@@ -362,10 +369,13 @@ class MockLLM:
         for entry in self.server.state.journal.entries():
             if entry.miss is not None:
                 self._misses.setdefault(entry.id, entry)
+            if entry.warning is not None:
+                self._warnings.setdefault(entry.id, entry)
 
     def _unreported(self) -> list[Entry]:
-        """Misses not shown to the user yet; they count as shown from now on."""
-        fresh = [entry for entry in self.misses if entry.id not in self._reported]
+        """Misses and warnings not shown to the user yet; they count as shown from now on."""
+        problems = {entry.id: entry for entry in [*self.misses, *self.warnings]}
+        fresh = [entry for _, entry in sorted(problems.items()) if entry.id not in self._reported]
         self._reported.update(entry.id for entry in fresh)
         return fresh
 
@@ -386,6 +396,27 @@ def _show_path(filename: str) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def describe_problems(entries: Sequence[Entry], hint: str | None = None) -> str:
+    """The failure message for this test's requests that matched no scenario or were answered with a warning (and,
+    in replay mode, how to record the missing exchanges)."""
+    misses = [entry for entry in entries if entry.miss is not None]
+    warned = [entry for entry in entries if entry.warning is not None]
+    parts = [describe_misses(misses, hint)] if misses else []
+    if warned:
+        parts.append(describe_warnings(warned))
+    return "\n\n".join(parts)
+
+
+def describe_warnings(entries: Sequence[Entry]) -> str:
+    """The failure message for requests answered with a warning: each request, the warning and its fix."""
+    count = len(entries)
+    lines = [f"mockllm: {count} request{'s' if count != 1 else ''} in this test got a reply that loops."]
+    for number, entry in enumerate(entries, 1):
+        lines += ["", f"{number}. {entry.method} {entry.path}", f"   {entry.warning}"]
+    lines += ["", "Fix the scenario order or conditions as above, or allow it with @pytest.mark.mockllm(strict=False)."]
+    return "\n".join(lines)
 
 
 def describe_misses(entries: Sequence[Entry], hint: str | None = None) -> str:
@@ -441,7 +472,7 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
 
     Serves the scenarios of the test's `@pytest.mark.mockllm(*paths)` marker, sets `OPENAI_BASE_URL`,
     `ANTHROPIC_BASE_URL` (and dummy API keys when unset) for the test, and fails the test if a request matched no
-    scenario (unless the marker says `strict=False`).
+    scenario or got a reply that loops (a tool call answering its own result), unless the marker says `strict=False`.
     """
     from .cassettes import cassette_path, load_cassette, record_hint, start_recording, stop_recording
     from .loading import ScenarioError
@@ -505,7 +536,7 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     if leftover:
         # Requests made after the test body (by other fixtures' teardown): the check at the end of the call missed
         # them, so they fail the teardown.
-        pytest.fail(describe_misses(leftover, handle.record_hint), pytrace=False)
+        pytest.fail(describe_problems(leftover, handle.record_hint), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -526,11 +557,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             misses = handle._unreported()
             if misses:
                 # The test failed anyway (most likely because of the miss): show why next to its traceback.
-                item.add_report_section("call", "mockllm", describe_misses(misses, handle.record_hint))
+                item.add_report_section("call", "mockllm", describe_problems(misses, handle.record_hint))
         raise
     handle = item.stash.get(_HANDLE, None)
     if handle is not None and handle.strict:
         misses = handle._unreported()
         if misses:
-            pytest.fail(describe_misses(misses, handle.record_hint), pytrace=False)
+            pytest.fail(describe_problems(misses, handle.record_hint), pytrace=False)
     return result

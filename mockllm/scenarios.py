@@ -172,8 +172,14 @@ class When(_Model):
         int | list[MessageCondition] | None,
         Field(description="a message count, or a list of {role, content} conditions matched one to one"),
     ] = None
-    tools: list[str] | None = None
-    after_tool: str | None = None
+    tools: Annotated[
+        list[StringCondition] | None,
+        Field(description="tools the request must offer: each entry is satisfied by some offered tool's name"),
+    ] = None
+    after_tool: Annotated[
+        StringCondition | None,
+        Field(description="the messages after the last assistant message include a result of a tool so named"),
+    ] = None
     headers: dict[str, StringCondition] | None = None
     body: dict[str, Any] | None = None
     turn: Annotated[int | None, Field(ge=0)] = None
