@@ -7,11 +7,12 @@ frames → the send loop (`streaming.py`) paces them and applies faults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from .matching import Scenarios, UnknownScenario
 from .protocols import ROUTES, ProtocolModule
 from .protocols import anthropic as anthropic_protocol
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, plan_reply, request_id
+from .proxy import Proxy, ProxyResponse, make_proxy
+from .recording import check_record_settings
+from .replay import replay
 from .scenarios import DIALECTS, Reply, Scenario
 from .streaming import PacedResponse
 from .tokens import tokenize
@@ -82,8 +86,14 @@ class Settings:
     seed: int = 0
     journal_size: int = 1000
     fallback: str = "error"
+    record: str = "none"  # none | missing | all (DESIGN.md "Record and replay")
+    upstream: str | None = None  # one base URL, or API=URL pairs; OpenAI's and Anthropic's public APIs by default
+    out: str | None = None  # the folder recordings go to (one file per distinct request)
+    redact: list[str] = field(default_factory=list)
+    upstream_timeout: float = 600.0  # seconds to wait for the upstream's answer
 
     def __post_init__(self) -> None:
+        check_record_settings(self.record, self.upstream, self.out, self.redact, self.upstream_timeout)
         if self.dialect not in DIALECTS:
             raise ValueError(f"dialect={self.dialect!r} is not a dialect; use one of {', '.join(DIALECTS)}")
         if self.fallback not in FALLBACKS:
@@ -103,6 +113,7 @@ class MockState:
         self.journal = Journal(self.settings.journal_size)
         self.rng = random.Random(self.settings.seed)
         self.conversations = Conversations()  # Responses API: response id -> conversation (previous_response_id)
+        self.proxy = make_proxy(self.settings, self.scenarios) if self.settings.record != "none" else None
         self.listeners: list[Callable[[Entry], None]] = []
 
     def reset(self) -> None:
@@ -197,12 +208,17 @@ class MockApp:
             return self._error(entry, error_reply(400, protocol.API, dialect, rid, message=LONE_SURROGATE))
         entry.body = body
         headers = {key.lower(): value for key, value in request.headers.items()}
+        proxy = state.proxy
+        if proxy is not None and proxy.mode == "all":  # re-record: the upstream answers everything
+            return self._forward(proxy, protocol.API, request, raw, body, entry)
         try:
             parsed = protocol.parse(body, headers)
             attach = getattr(protocol, "attach", None)  # a protocol with server-side state (Responses)
             if attach is not None:
                 attach(parsed, state.conversations)
         except RequestError as exc:
+            if proxy is not None:  # the upstream, not mockllm's rules, decides what a recording holds
+                return self._forward(proxy, protocol.API, request, raw, body, entry)
             return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
         entry.model, entry.stream = parsed.model, parsed.stream
         forced = headers.get("x-mockllm-scenario")
@@ -216,6 +232,8 @@ class MockApp:
                 f"(loaded: {known}). Fix the header or load the scenario."
             )
             return self._error(entry, _unanswered(protocol.API, dialect, rid, "scenario_not_found", message))
+        if selection is None and proxy is not None:  # --record missing: record what no recording answers
+            return self._forward(proxy, protocol.API, request, raw, body, entry)
         if selection is None:
             reply = self._fallback(parsed)
             if reply is None:
@@ -232,6 +250,22 @@ class MockApp:
                 except RequestError as exc:
                     return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
         return await self._respond(protocol, parsed, reply, dialect, rid, entry)
+
+    def _forward(self, proxy: Proxy, api: str, request: Request, raw: bytes, body: Any, entry: Entry) -> ProxyResponse:
+        scope = request.scope
+        query = scope.get("query_string", b"").decode("latin-1")
+        return proxy.forward(
+            api,
+            request.method,
+            request.url.path,
+            query,
+            request.headers,
+            raw,
+            body,
+            entry,
+            self._finish,
+            self.state.settings.dialect,
+        )
 
     def _fallback(self, parsed: ParsedRequest) -> Reply | None:
         if parsed.api == "embeddings":
@@ -260,6 +294,8 @@ class MockApp:
                 await asyncio.sleep(head_delay)
             return self._error(entry, error, _success_headers(protocol.API, dialect, rid))
         fault = reply.fault if reply.fault is not None and self._fires(reply.fault.probability) else None
+        if reply.raw is not None:  # a recording: its own bytes, headers and offsets
+            return replay(reply, reply.raw, protocol.API, dialect, entry, self.state.rng, scale, fault, self._finish)
         plan: Plan = plan_reply(reply, parsed)
         headers = {**_success_headers(protocol.API, dialect, rid), **(reply.headers or {})}
         if parsed.stream:
@@ -453,6 +489,12 @@ class MockApp:
         )
         return self._error(entry, error)
 
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        if self.state.proxy is not None:
+            await self.state.proxy.aclose()  # the upstream connections belong to this event loop
+
     def build(self) -> Starlette:
         routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
         routes += [
@@ -467,7 +509,7 @@ class MockApp:
             Route("/_mockllm/reset", self.reset, methods=["POST"]),
             Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         ]
-        app = Starlette(routes=routes)
+        app = Starlette(routes=routes, lifespan=self._lifespan)
         app.state.mock = self.state
         return app
 

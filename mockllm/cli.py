@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from ._version import __version__
 from .loading import collect, json_schema
 from .logs import LOG_FORMATS, LOG_LEVELS
+from .recording import MODES, UpstreamError, parse_upstream, recordings_in
 from .scenarios import DIALECTS
 from .timing import DurationError, parse_duration
 
@@ -59,6 +60,14 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a whole number like 42") from None
 
 
+def _upstream(text: str) -> str:
+    try:
+        parse_upstream(text)
+    except UpstreamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -93,6 +102,16 @@ SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | N
     "log-level": (str.lower, "info", "log level", LOG_LEVELS),
     "log-format": (str, "plain", "log lines as plain text or one JSON object each", LOG_FORMATS),
     "grace": (_duration, "10s", "on SIGTERM, how long streams in flight may take to finish (10s, 500ms)", None),
+    "record": (str, "none", "record mode: none (replay only), missing (record what nothing answers), all", MODES),
+    "upstream": (
+        _upstream,
+        None,
+        "the real API to record from: one base URL, or API=URL pairs (chat=URL,messages=URL); "
+        "OpenAI's and Anthropic's public APIs by default",
+        None,
+    ),
+    "out": (str, None, "folder where recordings are written (one file per distinct request), and replayed from", None),
+    "upstream-timeout": (_duration, "600s", "how long to wait for the upstream's answer before a 504", None),
 }
 # Boolean switches: `--NAME` turns it on; MOCKLLM_<NAME>=1/true/yes/on (or 0/false/no/off) sets the default.
 SERVE_SWITCHES: dict[str, str] = {
@@ -135,6 +154,9 @@ def _fill_from_environment(args: argparse.Namespace) -> None:
             setattr(args, attribute, _env_default(name, _flag, False, None))
     if args.model is None:
         args.model = [m.strip() for m in os.environ.get(env_variable("model"), "").split(",") if m.strip()]
+    if args.redact is None:
+        # Patterns may hold commas: the variable takes one pattern a line.
+        args.redact = [p for p in os.environ.get(env_variable("redact"), "").splitlines() if p.strip()]
 
 
 def _usage_error(message: str) -> int:
@@ -203,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an extra model id for /v1/models (repeatable; env MOCKLLM_MODEL, a comma-separated list)",
     )
 
+    serve.add_argument(
+        "--redact",
+        action="append",
+        default=None,
+        metavar="REGEX",
+        help="also scrub this pattern from recordings and from requests before they are matched (repeatable; "
+        "env MOCKLLM_REDACT, one pattern a line); API keys and bearer tokens are always scrubbed",
+    )
+
     check = commands.add_parser("check", help="validate scenario files and report every problem")
     check.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
 
@@ -267,7 +298,24 @@ def _serve(args: argparse.Namespace) -> int:
 
     models = list(args.model or [])
     try:
-        scenarios = load_scenarios(args.paths)
+        settings = Settings(
+            dialect=args.dialect,
+            models=models,
+            time_scale=args.time_scale,
+            seed=args.seed,
+            journal_size=args.journal_size,
+            fallback=args.fallback,
+            record=args.record,
+            upstream=args.upstream,
+            out=args.out,
+            redact=list(args.redact or []),
+            upstream_timeout=args.upstream_timeout,
+        )
+    except ValueError as exc:
+        log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 2}})
+        return 2
+    try:
+        scenarios = load_scenarios([*args.paths, *recordings_in(args.out)])
     except ScenarioError as exc:
         for problem in exc.problems:
             log.error(
@@ -283,14 +331,6 @@ def _serve(args: argparse.Namespace) -> int:
             extra={"fields": {"event": "exit", "code": 1}},
         )
         return 1
-    settings = Settings(
-        dialect=args.dialect,
-        models=models,
-        time_scale=args.time_scale,
-        seed=args.seed,
-        journal_size=args.journal_size,
-        fallback=args.fallback,
-    )
     state = MockState(scenarios, settings)
     state.listeners.append(log_request)
     try:
@@ -329,7 +369,16 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.grace,
     )
     server = uvicorn.Server(config)
-    if not args.paths:
+    if state.proxy is not None:
+        recorder = state.proxy.recorder
+        log.info(
+            "recording (--record %s) into %s from %s",
+            args.record,
+            args.out,
+            ", ".join(sorted(set(recorder.upstreams.values()))),
+            extra={"fields": {"event": "record", "mode": args.record, "out": args.out}},
+        )
+    elif not args.paths and not scenarios:
         log.warning(
             "no scenario files given: every request is a miss (404)%s. Load scenarios with `mockllm serve PATH...` "
             "(files or folders), or POST a scenario document to /_mockllm/scenarios",
@@ -365,6 +414,13 @@ def _print_schema() -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return 0
+
+
+def _as_flags(message: str) -> str:
+    """A settings error in the words of the command line: `record='all' needs out=DIR` -> `--record all ...`."""
+    return re.sub(
+        r"\b(record|out|upstream_timeout|redact)=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message
+    )
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:

@@ -393,7 +393,9 @@ def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scena
     except ValidationError as exc:
         return [], _problems_from(exc, data, lines, source)
     runtime = not source or source.startswith("<")
+    redact = tuple(document.recorded.redact) if document.recorded is not None else ()
     for index, scenario in enumerate(document.scenarios):
+        scenario.when._redact = redact
         scenario._source = source
         scenario._line = lines.line_of(("scenarios", index))
         scenario._index = index

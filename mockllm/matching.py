@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import drift
 from .protocols.base import ParsedRequest
+from .redaction import normalize_request
 from .scenarios import Reply, Scenario, StringCondition, When
 
 # Token ids cannot be read back as text without the model's tokenizer files, which are not available offline.
@@ -120,6 +122,24 @@ def _checks(when: When, request: ParsedRequest) -> Iterator[Check]:
     if when.turn is not None:
         ok = when.turn == request.turn
         yield Check("turn", ok, "" if ok else f"expected turn {when.turn}, got {request.turn}")
+    if when.request is not None:
+        yield _request_check(when, request)
+
+
+def normalized_body(request: ParsedRequest, patterns: tuple[str, ...]) -> Any:
+    """The request's body as recordings compare it (volatile fields dropped, redacted), computed once per patterns."""
+    found = request.normalized.get(patterns)
+    if found is None:
+        found = request.normalized[patterns] = normalize_request(request.body, patterns)
+    return found
+
+
+def _request_check(when: When, request: ParsedRequest) -> Check:
+    """A recording answers only the very request it was made for: the normalised bodies must be equal."""
+    got = normalized_body(request, when._redact)
+    if got == when.request:
+        return Check("request", True, "")
+    return Check("request", False, f"the request differs from the recording: {drift.explain(when.request, got)}")
 
 
 def evaluate(when: When, request: ParsedRequest) -> list[Check]:
@@ -174,6 +194,21 @@ class Scenarios:
         """Swap the file-loaded scenarios (reload); positions of ids that remain are kept."""
         with self._lock:
             self._files = list(scenarios)
+            self._reorder()
+
+    def upsert_files(self, scenarios: Iterable[Scenario]) -> None:
+        """Add scenarios as if loaded from files (a new recording), replacing those with the same id in place; a
+        replaced scenario's sequence starts again."""
+        with self._lock:
+            files = list(self._files)
+            for scenario in scenarios:
+                index = next((i for i, s in enumerate(files) if s.name == scenario.name), None)
+                if index is None:
+                    files.append(scenario)
+                else:
+                    files[index] = scenario
+                self._positions.pop(scenario.name, None)
+            self._files = files
             self._reorder()
 
     def add(self, scenarios: Iterable[Scenario]) -> None:
@@ -258,15 +293,21 @@ class Scenarios:
                 f"Load scenario files (`mockllm serve PATH`, or `@pytest.mark.mockllm(PATH)` in tests) or add "
                 f"scenarios (POST /_mockllm/scenarios, or `mockllm.add()` in tests)."
             )
-        ranked: list[tuple[float, int, int, Scenario, list[Check]]] = []
+        ranked: list[tuple[float, int, int, int, Scenario, list[Check]]] = []
         for order, scenario in enumerate(scenarios):
             checks = evaluate(scenario.when, request)
             passed = sum(check.passed for check in checks)
             score = passed / len(checks) if checks else 1.0
-            ranked.append((-score, -passed, order, scenario, checks))
-        ranked.sort(key=lambda item: item[:3])
+            # Among recordings, the closest is the one whose request differs in the fewest places.
+            drifted = (
+                len(drift.differences(scenario.when.request, normalized_body(request, scenario.when._redact)))
+                if scenario.when.request is not None
+                else 0
+            )
+            ranked.append((-score, -passed, drifted, order, scenario, checks))
+        ranked.sort(key=lambda item: item[:4])
         lines = [f"No scenario matched this {request.api} request ({summary}). Closest scenarios:"]
-        for _, _, _, scenario, checks in ranked[:limit]:
+        for *_, scenario, checks in ranked[:limit]:
             failed = [f"{check.condition}: {check.detail}" for check in checks if not check.passed]
             if not failed and positions.get(scenario.name, 0) >= len(scenario.sequence):
                 failed = [f"its {len(scenario.sequence)} replies are used up (then: fall-through)"]

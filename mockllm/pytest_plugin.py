@@ -57,6 +57,25 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a seed such as 0 or 42") from None
 
 
+RECORD_MODES = ("none", "missing", "all")
+
+
+def _record(text: str) -> str:
+    if text not in RECORD_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a record mode; use one of {', '.join(RECORD_MODES)}")
+    return text
+
+
+def _upstream(text: str) -> str:
+    from .recording import UpstreamError, parse_upstream
+
+    try:
+        parse_upstream(text)
+    except UpstreamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mockllm", "mockllm (mock LLM server)")
     group.addoption(
@@ -77,8 +96,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seed of the generator behind jitter and fault probabilities, re-seeded for every test. Default: 0, "
         "or the mockllm_seed ini option.",
     )
+    group.addoption(
+        "--mockllm-record",
+        dest="mockllm_record",
+        choices=RECORD_MODES,
+        default=None,
+        help="none (default): replay each test's cassette and never touch the network; missing: record the "
+        "exchanges a cassette lacks from the upstream; all: re-record every cassette whole. Default: the "
+        "mockllm_record ini option, else none.",
+    )
+    group.addoption(
+        "--mockllm-upstream",
+        dest="mockllm_upstream",
+        default=None,
+        metavar="URL",
+        help="the real API to record from: one base URL, or API=URL pairs (chat=URL,messages=URL). Default: the "
+        "mockllm_upstream ini option, else OpenAI's and Anthropic's public APIs.",
+    )
     parser.addini("mockllm_time_scale", "default of --mockllm-time-scale", default="")
     parser.addini("mockllm_seed", "default of --mockllm-seed", default="")
+    parser.addini("mockllm_record", "default of --mockllm-record", default="")
+    parser.addini("mockllm_upstream", "default of --mockllm-upstream", default="")
 
 
 @dataclass(frozen=True)
@@ -87,6 +125,8 @@ class _Options:
 
     time_scale: float | None
     seed: int | None
+    record: str = "none"
+    upstream: str | None = None
 
 
 _OPTIONS = pytest.StashKey[_Options]()
@@ -112,9 +152,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     time_scale = config.getoption("mockllm_time_scale")
     seed = config.getoption("mockllm_seed")
+    record = config.getoption("mockllm_record") or _from_ini(config, "mockllm_record", _record) or "none"
+    upstream = config.getoption("mockllm_upstream") or _from_ini(config, "mockllm_upstream", _upstream)
     config.stash[_OPTIONS] = _Options(
         time_scale if time_scale is not None else _from_ini(config, "mockllm_time_scale", _time_scale),
         seed if seed is not None else _from_ini(config, "mockllm_seed", _seed),
+        record,
+        upstream,
     )
     config.stash[_CACHE] = {}
 
@@ -212,9 +256,10 @@ class MockLLM:
     test's state over (journal, sequence positions, scenarios added in the test), keeping the marker's scenarios.
     """
 
-    def __init__(self, server: MockServer, base: Path, strict: bool = True) -> None:
+    def __init__(self, server: MockServer, base: Path, strict: bool = True, record_hint: str | None = None) -> None:
         self.server = server
         self.strict = strict
+        self.record_hint = record_hint  # how to record this test's exchanges (replay mode only)
         self._base = base
         self._misses: dict[int, Entry] = {}
         self._reported: set[int] = set()
@@ -343,8 +388,9 @@ def _show_path(filename: str) -> str:
         return str(path)
 
 
-def describe_misses(entries: Sequence[Entry]) -> str:
-    """The failure message for requests that matched no scenario: each request and the closest scenarios."""
+def describe_misses(entries: Sequence[Entry], hint: str | None = None) -> str:
+    """The failure message for requests that matched no scenario: each request and the closest scenarios (and, in
+    replay mode, how to record the missing exchanges)."""
     count = len(entries)
     lines = [f"mockllm: {count} request{'s' if count != 1 else ''} in this test matched no scenario."]
     for number, entry in enumerate(entries, 1):
@@ -358,6 +404,8 @@ def describe_misses(entries: Sequence[Entry]) -> str:
         "Add a scenario for each request (mockllm.add(when=..., reply=...) or a file in @pytest.mark.mockllm(...)), "
         "or allow unmatched requests with @pytest.mark.mockllm(strict=False).",
     ]
+    if hint:
+        lines.append(hint)
     return "\n".join(lines)
 
 
@@ -379,6 +427,9 @@ def mockllm_server(pytestconfig: pytest.Config) -> Iterator[MockServer]:
         settings["time_scale"] = options.time_scale
     if options.seed is not None:
         settings["seed"] = options.seed
+    if options.record != "none":
+        # Each test records into its own cassette; what a test-less request records goes here.
+        settings.update(record=options.record, upstream=options.upstream, out=str(pytestconfig.rootpath / "cassettes"))
     with MockServer(**settings) as server:
         yield server
 
@@ -392,6 +443,9 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     `ANTHROPIC_BASE_URL` (and dummy API keys when unset) for the test, and fails the test if a request matched no
     scenario (unless the marker says `strict=False`).
     """
+    from .cassettes import cassette_path, load_cassette, record_hint, start_recording, stop_recording
+    from .loading import ScenarioError
+
     server = mockllm_server
     base = request.path.parent
     marked = _read_markers(request.node, base)
@@ -402,6 +456,11 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     saved_files = state.scenarios.file_scenarios
     # A file the session server already serves is not loaded a second time for the marker.
     marker_scenarios = _not_served(marker_scenarios, saved_files)
+    cassette = cassette_path(request.path, request.node.nodeid)
+    try:
+        recorded = [] if options.record == "all" else load_cassette(cassette)
+    except ScenarioError as exc:
+        pytest.fail(f"mockllm: the cassette of {request.node.nodeid} is broken: {exc}", pytrace=False)
     clash = {s.name for s in marker_scenarios} & {s.name for s in saved_files}
     if clash:
         pytest.fail(
@@ -414,10 +473,11 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     )
     state.settings.seed = next(v for v in (marked.seed, options.seed, saved_settings[1]) if v is not None)
     # The marker's scenarios first, so that they answer before whatever the session server serves to every test.
-    state.scenarios.replace_files([*marker_scenarios, *saved_files])
+    state.scenarios.replace_files([*marker_scenarios, *recorded, *saved_files])
     state.reset()
+    recording = start_recording(server, cassette, recorded)
 
-    handle = MockLLM(server, base, marked.strict)
+    handle = MockLLM(server, base, marked.strict, None if recording else record_hint(cassette, base))
     saved_env = {key: os.environ.get(key) for key in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", *DUMMY_KEYS)}
     os.environ["OPENAI_BASE_URL"] = server.openai_base_url
     os.environ["ANTHROPIC_BASE_URL"] = server.anthropic_base_url
@@ -435,6 +495,7 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        stop_recording(server)
         state.scenarios.replace_files(saved_files)
         state.settings.time_scale, state.settings.seed = saved_settings
         state.reset()
@@ -442,7 +503,7 @@ def mockllm(request: pytest.FixtureRequest, mockllm_server: MockServer) -> Itera
     if leftover:
         # Requests made after the test body (by other fixtures' teardown): the check at the end of the call missed
         # them, so they fail the teardown.
-        pytest.fail(describe_misses(leftover), pytrace=False)
+        pytest.fail(describe_misses(leftover, handle.record_hint), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -463,11 +524,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             misses = handle._unreported()
             if misses:
                 # The test failed anyway (most likely because of the miss): show why next to its traceback.
-                item.add_report_section("call", "mockllm", describe_misses(misses))
+                item.add_report_section("call", "mockllm", describe_misses(misses, handle.record_hint))
         raise
     handle = item.stash.get(_HANDLE, None)
     if handle is not None and handle.strict:
         misses = handle._unreported()
         if misses:
-            pytest.fail(describe_misses(misses), pytrace=False)
+            pytest.fail(describe_misses(misses, handle.record_hint), pytrace=False)
     return result

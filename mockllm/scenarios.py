@@ -177,6 +177,10 @@ class When(_Model):
     headers: dict[str, StringCondition] | None = None
     body: dict[str, Any] | None = None
     turn: Annotated[int | None, Field(ge=0)] = None
+    request: dict[str, Any] | None = None
+    # The `recorded.redact` patterns of the file this condition comes from: applied to an incoming body before it
+    # is compared with `request` (set by the loader).
+    _redact: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -352,6 +356,36 @@ class ChoiceSpec(_Model):
         return count + sum(max(1, len(call.argument_pieces)) for call in self.tool_calls or ())
 
 
+class RawEvent(_Model):
+    """One recorded SSE event: its `data` text exactly as received, its `event` name, its offset."""
+
+    data: str
+    event: str | None = None
+    at: Annotated[float | None, Field(ge=0)] = None
+
+
+class RawReply(_Model):
+    """A recorded answer, replayed byte for byte: the status, the kept headers, and the body or the events."""
+
+    status: Annotated[int, Field(ge=100, le=599)]
+    headers: ResponseHeaders = Field(default_factory=dict)
+    body: str | None = None
+    events: list[RawEvent] | None = None
+    at: Annotated[float | None, Field(ge=0)] = None
+
+    @model_validator(mode="after")
+    def _body_or_events(self) -> RawReply:
+        if (self.body is None) == (self.events is None):
+            raise ValueError(
+                "@events: a recorded reply has either `body` (a non-streamed answer) or `events` (a stream); give one"
+            )
+        return self
+
+    @property
+    def streamed(self) -> bool:
+        return self.events is not None
+
+
 class Reply(ChoiceSpec):
     """A provider-neutral reply: content, or an error, plus timing and faults."""
 
@@ -363,7 +397,7 @@ class Reply(ChoiceSpec):
     timing: TimingSpec | None = None
     error: ErrorSpec | None = None
     fault: FaultSpec | None = None
-    raw: dict[str, Any] | None = None
+    raw: RawReply | None = None
 
     @field_validator("vectors")
     @classmethod
@@ -397,11 +431,17 @@ class Reply(ChoiceSpec):
                 f"@error: an `error` reply sends no content, but {', '.join(content)} is given; drop one, "
                 f"or give the error a `probability`"
             )
+        if self.raw is not None and (content or self.error is not None or self.usage or self.vectors is not None):
+            given = ", ".join([*content, *(["error"] if self.error is not None else [])]) or "usage or vectors"
+            raise ValueError(
+                f"@raw: a recorded reply (`raw`) is sent byte for byte, but {given} is given too; drop one "
+                f"(timing and fault apply to a recording; `mockllm distill` turns it into an editable reply)"
+            )
         if self.choices is not None and any(getattr(self, key) is not None for key in ("text", "chunks", "refusal")):
             raise ValueError(
                 "@choices: give the content either in `choices` (one per choice) or at the top, not both; drop one"
             )
-        if self.fault is not None and self.fault.after > 0:
+        if self.fault is not None and self.fault.after > 0 and self.raw is None:
             available = min(choice.content_chunk_count() for choice in self.all_choices())
             if self.fault.after > available:
                 raise ValueError(
@@ -461,9 +501,28 @@ class Scenario(_Model):
         return self.id or "?"
 
 
+class Recorded(_Model):
+    """Where and when a recording was made, and the redaction patterns it was made with."""
+
+    upstream: str | None = None
+    date: str | None = None
+    mockllm: str | None = None
+    redact: list[str] = Field(default_factory=list)
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"the redact pattern {pattern!r} does not compile: {exc}") from None
+        return value
+
+
 class ScenarioFile(_Model):
     """A scenario file: `version: 1` and a list of scenarios."""
 
     version: Literal[1]
     scenarios: list[Scenario] = Field(default_factory=list)
-    recorded: dict[str, Any] | None = None
+    recorded: Recorded | None = None

@@ -25,6 +25,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "dialect": "Render this scenario's replies in this dialect instead of the server's `--dialect`.",
     },
     "When": {
+        "request": "Recordings: the whole request body (volatile fields dropped, secrets redacted) must equal this.",
         "api": "The API the request came in on: chat, completions, responses, messages or embeddings.",
         "model": "The request's `model`: a plain string (exact) or {contains|regex|glob: ...}.",
         "stream": "true for streamed requests, false for the others.",
@@ -48,6 +49,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "glob": "The whole string matches this shell pattern (`fnmatch`: *, ?, [seq]).",
     },
     "Reply": {
+        "redacted_reasoning": "Redacted reasoning: opaque data, sent as Anthropic's `redacted_thinking` block.",
         "text": "The answer's text, split into chunks by the tokenizer (one token a chunk).",
         "chunks": "The answer's text as explicit chunks, sent one a chunk.",
         "reasoning": "Reasoning text, sent as each protocol sends reasoning (thinking, reasoning items, ...).",
@@ -67,6 +69,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "byte for byte.",
     },
     "ChoiceSpec": {
+        "redacted_reasoning": "This choice's redacted reasoning (opaque data).",
         "text": "This choice's text, split into chunks by the tokenizer.",
         "chunks": "This choice's text as explicit chunks.",
         "reasoning": "This choice's reasoning text.",
@@ -81,6 +84,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "chunks": "The arguments as explicit fragments, one a chunk; they must join to `arguments`.",
     },
     "UsageSpec": {
+        "cache_creation_tokens": "Input tokens written to the prompt cache (Anthropic's cache_creation_input_tokens).",
         "prompt_tokens": "Input tokens (default: counted from the request).",
         "completion_tokens": "Output tokens (default: counted from the reply).",
         "cached_tokens": "Input tokens read from the prompt cache.",
@@ -106,6 +110,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "probability": "Send the error on this share of matching requests (seeded); otherwise answer normally.",
     },
     "FaultSpec": {
+        "form": "error_event on the Responses API: `nested` (default, as the live API sends it) or `flat` "
+        "(the SDK's ResponseErrorEvent).",
         "kind": "error_event, end, disconnect, malformed or stall.",
         "after": "How many content chunks reach the client before the fault (0: before the first).",
         "type": "error_event: the error's type.",
@@ -113,6 +119,28 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "for": "stall: end the body cleanly after this long (default: stall until the client gives up).",
         "probability": "Apply the fault on this share of matching requests (seeded).",
     },
+}
+
+
+DESCRIPTIONS["RawReply"] = {
+    "status": "The recorded HTTP status.",
+    "headers": "The recorded response headers that matter to clients (content type, request ids, rate limits, "
+    "retry-after); credentials and hop-by-hop headers are never kept.",
+    "body": "A non-streamed answer: the body text exactly as received (decompressed).",
+    "events": "A streamed answer: its SSE events in order.",
+    "at": "When the body was complete, in seconds from the request's arrival.",
+}
+DESCRIPTIONS["RawEvent"] = {
+    "data": "The event's data, exactly as received.",
+    "event": "The event's name (`event:` line), for the APIs that name their events.",
+    "at": "When the event arrived, in seconds from the request's arrival; without it, it follows the one before.",
+}
+DESCRIPTIONS["Recorded"] = {
+    "upstream": "The base URL the exchanges were recorded from.",
+    "date": "When they were recorded (UTC).",
+    "mockllm": "The mockllm version that recorded them.",
+    "redact": "The --redact patterns applied when recording; also applied to incoming requests before they are "
+    "compared, so replay needs no flags.",
 }
 
 

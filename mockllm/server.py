@@ -16,6 +16,7 @@ import uvicorn
 
 from .app import MockApp, MockState, Settings
 from .loading import load_scenarios, load_text
+from .recording import recordings_in
 from .scenarios import Scenario
 from .transport import TrackingH11Protocol
 
@@ -65,7 +66,8 @@ class MockServer:
     """The mock server in a background thread; a context manager.
 
     `MockServer(paths=["scenarios/"], time_scale=0)` accepts the `serve` options in snake case (`dialect`,
-    `models`, `time_scale`, `seed`, `journal_size`, `fallback`). `url` is `http://127.0.0.1:<port>`.
+    `models`, `time_scale`, `seed`, `journal_size`, `fallback`, and for record and replay `upstream`, `record`,
+    `out`, `redact`, `upstream_timeout`). `url` is `http://127.0.0.1:<port>`.
     """
 
     def __init__(
@@ -85,9 +87,9 @@ class MockServer:
         self.host = host
         self.port = port
         self.settings = Settings(**options)
-        self.state = MockState(
-            [*load_scenarios(self.paths), *scenarios] if self.paths else list(scenarios), self.settings
-        )
+        # --out is replayed as well as written: what it already holds answers at once.
+        files = [*self.paths, *recordings_in(self.settings.out)]
+        self.state = MockState([*load_scenarios(files), *scenarios] if files else list(scenarios), self.settings)
         self.app = MockApp(self.state).build()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

@@ -79,6 +79,8 @@ class ParsedRequest:
     echo: bool = False  # /v1/completions: the prompt comes back before the completion
     inputs: list[str | list[int]] = field(default_factory=list)  # completions prompts, embeddings inputs, as sent
     obfuscate: bool = True  # `stream_options.include_obfuscation` (OpenAI pads streamed chunks unless it is false)
+    # The body normalised for comparison with recordings, per set of redaction patterns (computed on first use).
+    normalized: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
     reasoning: bool = True  # whether the reply's reasoning is sent (Anthropic: only when the request enables thinking)
     call_id_prefix: str = "call_"  # how generated tool-call ids start (`toolu_01` on Anthropic)
 
