@@ -53,7 +53,7 @@ def uvicorn_config(app: Any, log_level: str = "warning", **extra: Any) -> uvicor
     return uvicorn.Config(
         app,
         http=TrackingH11Protocol,
-        lifespan="off",
+        lifespan="on",  # the app's lifespan closes the proxy's upstream connections on its own event loop
         access_log=False,
         log_level=log_level,
         log_config=None,

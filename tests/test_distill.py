@@ -192,13 +192,13 @@ def test_a_tool_loop_keeps_its_order_and_serves_the_same_calls(tmp_path: Path, s
     server = start_server(tmp_path / "distilled.yaml")
     client = openai_client(server)
     messages: list[Any] = [{"role": "user", "content": prompt}]
-    reply = client.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    reply = client.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])
     [made] = reply.choices[0].message.tool_calls or []
-    assert made.function.name == "GetWeatherArgs"  # type: ignore[union-attr]
-    assert json.loads(made.function.arguments) == recorded_args  # type: ignore[union-attr]
+    assert made.function.name == "GetWeatherArgs"
+    assert json.loads(made.function.arguments) == recorded_args
     assert recorded_args["city"] == "Edinburgh"
     messages += [reply.choices[0].message, {"role": "tool", "tool_call_id": made.id, "content": "12 degrees"}]
-    final = client.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    final = client.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])
     assert final.choices[0].message.content == "It is 12 degrees."
 
     # The same loop through the Anthropic client: the call comes as a tool_use block with the same input.
@@ -296,7 +296,7 @@ def test_an_error_recording_and_a_sequence(tmp_path: Path, start_server: StartSe
         ),
     }
     ok = stream(capture_events(OPENAI / "chat-stream-text.sse"))
-    scenario = {"id": "seq", "when": {"api": "chat", "request": chat_request(TEXT_PROMPT)}}
+    scenario: dict[str, Any] = {"id": "seq", "when": {"api": "chat", "request": chat_request(TEXT_PROMPT)}}
     scenario |= {"replies": [{"raw": limited}, {"raw": ok}], "then": "repeat-last"}
     path = write_recording(tmp_path / "seq.yaml", scenario)
     _, data = distilled(tmp_path, path)
@@ -454,3 +454,57 @@ def test_distill_prints_to_stdout_and_reads_folders(tmp_path: Path, capsys: pyte
     first, second = data["scenarios"]
     assert (first["id"], second["id"]) == ("a", "a-2")  # ids stay unique
     assert first["reply"]["finish_reason"] == "length"
+
+
+def test_recordings_made_by_the_recorder_distill_and_cross_over(tmp_path: Path, start_server: StartServer) -> None:
+    """The real recorder (through the proxy, against a fake upstream) writes files that distill reads."""
+    from fake_upstream import FakeUpstream
+
+    from mockllm import MockServer
+
+    out = tmp_path / "recordings"
+    with FakeUpstream() as upstream:
+        upstream.fail_next(429, {"retry-after": "7"})
+        with MockServer(upstream=upstream.url, record="missing", out=str(out)) as proxy:
+            client = openai.OpenAI(base_url=proxy.openai_base_url, api_key="sk-test", max_retries=0)
+            claude = anthropic.Anthropic(base_url=proxy.anthropic_base_url, api_key="sk-ant-test", max_retries=0)
+            try:
+                with pytest.raises(openai.RateLimitError):
+                    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Too much"}])
+                chat = client.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "Say hello"}], stream=True
+                )
+                assert "".join(c.choices[0].delta.content or "" for c in chat if c.choices) == "Echo: Say hello"
+                with claude.messages.stream(
+                    model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "What's up"}]
+                ) as events:
+                    assert events.get_final_text() == "Echo: What's up"
+                with client.responses.stream(model="gpt-4.1-mini", input="Name a color") as responses:
+                    assert responses.get_final_response().output_text == "Echo: Name a color"
+            finally:
+                client.close()
+                claude.close()
+    assert len(list(out.glob("*.yaml"))) == 4
+    _, data = distilled(tmp_path, out)
+    by_prompt = {s["when"]["prompt"]: s for s in data["scenarios"]}
+    assert by_prompt["Too much"]["reply"]["error"]["retry_after"] == 7
+    assert by_prompt["Say hello"]["reply"]["timing"]["ttft"] > 0  # the recorded offsets became a pace
+    server = start_server(tmp_path / "distilled.yaml")
+    client = openai_client(server)
+    # Recorded on Messages, asked on Chat; recorded on Chat, asked on Responses and on Messages.
+    chat_answer = client.chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "What's up"}]
+    )
+    assert chat_answer.choices[0].message.content == "Echo: What's up"
+    assert client.responses.create(model="gpt-4o", input="Say hello").output_text == "Echo: Say hello"
+    claude = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="sk-ant-test", max_retries=0)
+    try:
+        message = claude.messages.create(
+            model="gpt-4.1-mini", max_tokens=100, messages=[{"role": "user", "content": "Name a color"}]
+        )
+        assert message.content[0].type == "text"
+        assert message.content[0].text == "Echo: Name a color"
+        with pytest.raises(anthropic.RateLimitError):
+            claude.messages.create(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "Too much"}])
+    finally:
+        claude.close()
