@@ -1,4 +1,4 @@
-"""The command line: `mockllm serve`, `mockllm check`, `mockllm schema`."""
+"""The command line: `mockllm serve`, `mockllm check`, `mockllm schema`, `mockllm distill`."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A mock and replay server for testing LLM clients (OpenAI, Anthropic, vLLM).",
     )
     parser.add_argument("--version", action="version", version=f"mockllm {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,check,schema}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check,schema,distill}")
     commands.required = True
 
     serve = commands.add_parser(
@@ -238,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
 
     commands.add_parser("schema", help="print the JSON Schema of the scenario format")
+
+    distill = commands.add_parser("distill", help="turn recordings into provider-neutral scenarios")
+    distill.add_argument("paths", nargs="+", metavar="PATH", help="recording files or folders")
+    distill.add_argument("-o", "--output", metavar="FILE", help="write the scenarios to FILE (default: stdout)")
     return parser
 
 
@@ -447,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args.paths)
     if args.command == "schema":
         return _print_schema()
+    if args.command == "distill":
+        from .distill import run_distill
+
+        return run_distill(args.paths, args.output)
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         print(f"mockllm: no such file or folder: {', '.join(missing)}; check the path", file=sys.stderr)
