@@ -73,6 +73,11 @@ class _Redacting(logging.Filter):
         return True
 
 
+# The loggers whose level `configure_logging` sets ("" is the root), and their levels before, for `reset_logging`.
+_CONFIGURED = ("", "mockllm", "httpx", "httpcore")
+_saved_levels: dict[str, int] = {}
+
+
 def configure_logging(log_format: str = "plain", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log record (mockllm's, uvicorn's, Python's warnings) to `stream` (stderr) in `log_format`."""
     if log_format not in LOG_FORMATS:
@@ -83,6 +88,8 @@ def configure_logging(log_format: str = "plain", level: str = "info", stream: Te
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _MockllmHandler)]:
         root.removeHandler(old)
+    if not _saved_levels:
+        _saved_levels.update({name: logging.getLogger(name or None).level for name in _CONFIGURED})
     root.addHandler(handler)
     root.setLevel(level.upper())
     log.setLevel(level.upper())
@@ -104,6 +111,9 @@ def reset_logging() -> None:
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _MockllmHandler)]:
         root.removeHandler(old)
+    for name, saved in _saved_levels.items():
+        logging.getLogger(name or None).setLevel(saved)
+    _saved_levels.clear()
     logging.captureWarnings(False)
 
 
