@@ -472,6 +472,12 @@ class Scenario(_Model):
     _line: int = PrivateAttr(default=0)
     _index: int = PrivateAttr(default=-1)
 
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `off` as the boolean false.
+        return "off" if value is False else value
+
     @model_validator(mode="after")
     def _one_reply(self) -> Scenario:
         if self.reply is None and self.replies is None:
