@@ -25,6 +25,7 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "log-format": ("json", "json"),
     "reload": ("yes", True),
     "grace": ("250ms", 0.25),
+    "validate": ("warn", "warn"),
 }
 
 

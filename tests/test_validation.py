@@ -32,11 +32,11 @@ scenarios:
     when: {prompt: {regex: "^(?!unmatched)"}}
     reply: {text: ok}
 """
-USER = {"role": "user", "content": "hi"}
-CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
-ASKED = {"role": "assistant", "content": None, "tool_calls": [CALL]}
-ANSWER = {"role": "tool", "tool_call_id": "call_1", "content": "12 degrees"}
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+USER: Any = {"role": "user", "content": "hi"}
+CALL: Any = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+ASKED: Any = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+ANSWER: Any = {"role": "tool", "tool_call_id": "call_1", "content": "12 degrees"}
+TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 
 
 @pytest.fixture
@@ -252,8 +252,8 @@ def test_a_well_formed_tool_conversation_passes(server: MockServer) -> None:
     ]
     completion = openai_client(server).chat.completions.create(
         model="gpt-4o",
-        messages=messages,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
+        messages=messages,
+        tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         max_completion_tokens=50,
         stream=True,
@@ -264,11 +264,11 @@ def test_a_well_formed_tool_conversation_passes(server: MockServer) -> None:
 
 # -- Anthropic Messages ------------------------------------------------------------------------------------------
 
-THINKING = {"type": "enabled", "budget_tokens": 1024}
-TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
-RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "12 degrees"}
-RESULTS = {"role": "user", "content": [RESULT]}
-CALLED = {"role": "assistant", "content": [TOOL_USE]}
+THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
+TOOL_USE: Any = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+RESULT: Any = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "12 degrees"}
+RESULTS: Any = {"role": "user", "content": [RESULT]}
+CALLED: Any = {"role": "assistant", "content": [TOOL_USE]}
 
 
 def anthropic_refusal(server: MockServer, body: dict[str, Any]) -> anthropic.BadRequestError:
@@ -280,8 +280,9 @@ def anthropic_refusal(server: MockServer, body: dict[str, Any]) -> anthropic.Bad
     assert error.status_code == 400
     assert error.type == "invalid_request_error"
     assert error.response.headers["x-should-retry"] == "false"
-    assert error.body["type"] == "error"
-    assert error.body["request_id"] == error.request_id
+    payload: Any = error.body
+    assert payload["type"] == "error"
+    assert payload["request_id"] == error.request_id
     assert len(server.state.journal.entries()) == 1
     return error
 
@@ -334,23 +335,23 @@ def test_anthropic_rules(server: MockServer, body: dict[str, Any], words: str, r
 
 
 def test_anthropic_thinking_continuation_with_its_signature_passes(server: MockServer) -> None:
-    thought = {"type": "thinking", "thinking": "Call the tool.", "signature": "c2ln"}
+    thought: Any = {"type": "thinking", "thinking": "Call the tool.", "signature": "c2ln"}
     client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="sk-ant-test", max_retries=0)
     with client:
         message = client.messages.create(
             model="claude-sonnet-4-5",
             max_tokens=2048,
-            thinking=THINKING,  # type: ignore[arg-type]
-            messages=[USER, {"role": "assistant", "content": [thought, TOOL_USE]}, RESULTS],  # type: ignore[list-item]
-        )  # fmt: skip
+            thinking=THINKING,
+            messages=[USER, {"role": "assistant", "content": [thought, TOOL_USE]}, RESULTS],
+        )
     assert message.content[-1].type == "text"
     assert message.content[-1].text == "ok"
 
 
 # -- Responses ---------------------------------------------------------------------------------------------------
 
-FUNCTION_CALL = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}
-OUTPUT = {"type": "function_call_output", "call_id": "call_1", "output": "12 degrees"}
+FUNCTION_CALL: Any = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}
+OUTPUT: Any = {"type": "function_call_output", "call_id": "call_1", "output": "12 degrees"}
 
 
 @pytest.mark.parametrize(
@@ -401,7 +402,7 @@ def test_responses_continuation_passes(server: MockServer) -> None:
 def test_warn_answers_journals_and_logs(start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
     server = start_server(scenarios_yaml=SCENARIOS, validate="warn")
     with caplog.at_level(logging.WARNING, logger="mockllm"):
-        completion = openai_client(server).chat.completions.create(model="gpt-4o", messages=[USER, ANSWER])  # type: ignore[list-item]
+        completion = openai_client(server).chat.completions.create(model="gpt-4o", messages=[USER, ANSWER])
     assert completion.choices[0].message.content == "ok"
     [entry] = server.state.journal.entries()
     for _ in range(1000):  # the entry is complete once the server has sent the last byte
@@ -435,8 +436,8 @@ def test_off_answers_without_a_trace(start_server: StartServer) -> None:
 
 def test_scenario_validate_off(server: MockServer) -> None:
     """`validate: off` lets the requests its scenario answers through; the others are still refused."""
-    bad = {"role": "user", "content": "on purpose"}
-    completion = openai_client(server).chat.completions.create(model="gpt-4o", messages=[bad, ANSWER])  # type: ignore[list-item]
+    bad: Any = {"role": "user", "content": "on purpose"}
+    completion = openai_client(server).chat.completions.create(model="gpt-4o", messages=[bad, ANSWER])
     assert completion.choices[0].message.content == "Answered anyway."
     server.state.journal.clear()
     chat_refusal(server, messages=[USER, ANSWER])
