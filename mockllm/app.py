@@ -40,6 +40,8 @@ from .streaming import PacedResponse
 from .tokens import tokenize
 from .toolloop import runtime_warning
 from .unknown import unknown_route_message
+from .validation import MODES as VALIDATE_MODES
+from .validation import enforce
 
 FALLBACKS = ("error", "echo", "lorem")
 
@@ -92,6 +94,7 @@ class Settings:
     out: str | None = None  # the folder recordings go to (one file per distinct request)
     redact: list[str] = field(default_factory=list)
     upstream_timeout: float = 600.0  # seconds to wait for the upstream's answer
+    validate: str = "strict"  # strict | warn | off: the real APIs' contract rules (DESIGN.md "No false greens")
 
     def __post_init__(self) -> None:
         check_record_settings(self.record, self.upstream, self.out, self.redact, self.upstream_timeout)
@@ -101,6 +104,8 @@ class Settings:
             raise ValueError(f"fallback={self.fallback!r} is not a fallback; use one of {', '.join(FALLBACKS)}")
         if not self.time_scale >= 0:
             raise ValueError(f"time_scale={self.time_scale!r} is negative; use 0 (instant) or more")
+        if self.validate not in VALIDATE_MODES:
+            raise ValueError(f"validate={self.validate!r} is not a mode; use one of {', '.join(VALIDATE_MODES)}")
         if self.journal_size < 1:
             raise ValueError(f"journal_size={self.journal_size!r} is too small; use 1 or more")
 
@@ -215,6 +220,11 @@ class MockApp:
             return self._error(entry, _unanswered(protocol.API, dialect, rid, "scenario_not_found", message))
         if selection is None and proxy is not None:  # --record missing: record what no recording answers
             return self._forward(proxy, protocol.API, request, raw, body, entry)
+        if selection is not None:
+            dialect = selection.scenario.dialect or dialect
+        refusal = enforce(parsed, settings.validate, selection, entry, dialect, rid)  # a rule the real API enforces
+        if refusal is not None:
+            return self._error(entry, refusal)
         if selection is None:
             reply = self._fallback(parsed)
             if reply is None:
@@ -226,7 +236,6 @@ class MockApp:
             if parsed.tool_results:
                 # The reply is still sent (the client asked for it); the journal, log and plugin say why it loops.
                 entry.warning = runtime_warning(selection, parsed, state.scenarios.all())
-            dialect = selection.scenario.dialect or dialect
             check = getattr(protocol, "check_reply", None)
             if check is not None:
                 try:

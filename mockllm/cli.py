@@ -112,6 +112,12 @@ SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | N
     ),
     "out": (str, None, "folder where recordings are written (one file per distinct request), and replayed from", None),
     "upstream-timeout": (_duration, "600s", "how long to wait for the upstream's answer before a 504", None),
+    "validate": (
+        str,
+        "strict",
+        "requests the real API would refuse: strict (its 400), warn (answer, log and journal the violation), off",
+        ("strict", "warn", "off"),
+    ),
 }
 # Boolean switches: `--NAME` turns it on; MOCKLLM_<NAME>=1/true/yes/on (or 0/false/no/off) sets the default.
 SERVE_SWITCHES: dict[str, str] = {
@@ -314,6 +320,7 @@ def _serve(args: argparse.Namespace) -> int:
             out=args.out,
             redact=list(args.redact or []),
             upstream_timeout=args.upstream_timeout,
+            validate=args.validate,
         )
     except ValueError as exc:
         log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 2}})

@@ -29,6 +29,8 @@ class Entry:
     status: int | None = None
     error: dict[str, Any] | None = None
     fault: str | None = None
+    # A contract rule the request broke, answered anyway under `--validate warn`: {rule, message}.
+    violation: dict[str, Any] | None = None
     # What the client saw of the response: `complete`; `reset` (the connection was reset by a disconnect fault);
     # `truncated` (the body ended early and cleanly: an end, error_event or timed stall fault); `client_closed`
     # (the client hung up first). None while the response is in flight.
@@ -67,6 +69,7 @@ class Entry:
             "status": self.status,
             "error": self.error,
             "fault": self.fault,
+            "violation": self.violation,
             "outcome": self.outcome,
             "chunks": self.chunks,
             "chunk_times": list(self.chunk_times),

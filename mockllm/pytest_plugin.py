@@ -292,6 +292,7 @@ class MockLLM:
         then: str | None = None,
         id: str | None = None,
         dialect: str | None = None,
+        validate: str | None = None,
     ) -> str:
         """Add one scenario for this test (the keys of a scenario in a file); it matches before every other.
 
@@ -300,6 +301,7 @@ class MockLLM:
         from .loading import Problem, ScenarioError, load_text
 
         keys = {"id": id, "when": when, "reply": reply, "replies": replies, "then": then, "dialect": dialect}
+        keys["validate"] = validate  # "off": answer this scenario's requests even when they break an API rule
         scenario = {key: value for key, value in keys.items() if value is not None}
         caller = sys._getframe(1)
         file, line = _show_path(caller.f_code.co_filename), caller.f_lineno
@@ -367,7 +369,9 @@ class MockLLM:
 
     def _collect_misses(self) -> None:
         for entry in self.server.state.journal.entries():
-            if entry.miss is not None:
+            # A request that broke a rule of the real API and was answered anyway (`--validate warn`) fails the test
+            # too: against the real API it would have failed.
+            if entry.miss is not None or entry.violation is not None:
                 self._misses.setdefault(entry.id, entry)
             if entry.warning is not None:
                 self._warnings.setdefault(entry.id, entry)
@@ -399,9 +403,9 @@ def _show_path(filename: str) -> str:
 
 
 def describe_problems(entries: Sequence[Entry], hint: str | None = None) -> str:
-    """The failure message for this test's requests that matched no scenario or were answered with a warning (and,
-    in replay mode, how to record the missing exchanges)."""
-    misses = [entry for entry in entries if entry.miss is not None]
+    """The failure message for this test's requests that matched no scenario, broke a rule of the real API (under
+    `--validate warn`) or were answered with a warning (and, in replay mode, how to record the missing exchanges)."""
+    misses = [entry for entry in entries if entry.miss is not None or entry.violation is not None]
     warned = [entry for entry in entries if entry.warning is not None]
     parts = [describe_misses(misses, hint)] if misses else []
     if warned:
@@ -422,14 +426,17 @@ def describe_warnings(entries: Sequence[Entry]) -> str:
 def describe_misses(entries: Sequence[Entry], hint: str | None = None) -> str:
     """The failure message for requests that matched no scenario: each request and the closest scenarios (and, in
     replay mode, how to record the missing exchanges)."""
+    broken = [entry for entry in entries if entry.violation is not None]
+    entries = [entry for entry in entries if entry.violation is None]
     count = len(entries)
-    lines = [f"mockllm: {count} request{'s' if count != 1 else ''} in this test matched no scenario."]
+    lines = [f"mockllm: {count} request{'s' if count != 1 else ''} in this test matched no scenario."] if count else []
     for number, entry in enumerate(entries, 1):
-        body = json.dumps(entry.body, ensure_ascii=False) if entry.body is not None else "(none)"
-        if len(body) > 600:
-            body = body[:599] + "…"
-        lines += ["", f"{number}. {entry.method} {entry.path}", f"   body: {body}"]
+        lines += ["", f"{number}. {entry.method} {entry.path}", f"   body: {_show_body(entry)}"]
         lines += [f"   {line}" for line in (entry.miss or "").splitlines()]
+    if broken:
+        lines += _describe_violations(broken)
+    if not count:
+        return "\n".join(lines)
     lines += [
         "",
         "Add a scenario for each request (mockllm.add(when=..., reply=...) or a file in @pytest.mark.mockllm(...)), "
@@ -438,6 +445,27 @@ def describe_misses(entries: Sequence[Entry], hint: str | None = None) -> str:
     if hint:
         lines.append(hint)
     return "\n".join(lines)
+
+
+def _show_body(entry: Entry) -> str:
+    body = json.dumps(entry.body, ensure_ascii=False) if entry.body is not None else "(none)"
+    return body[:599] + "…" if len(body) > 600 else body
+
+
+def _describe_violations(entries: Sequence[Entry]) -> list[str]:
+    """Requests answered under `--validate warn` although the real API would refuse them."""
+    count = len(entries)
+    lines = [f"mockllm: {count} request{'s' if count != 1 else ''} in this test would be refused by the real API."]
+    for number, entry in enumerate(entries, 1):
+        violation = entry.violation or {}
+        lines += ["", f"{number}. {entry.method} {entry.path} broke the rule `{violation.get('rule')}`"]
+        lines += [f"   body: {_show_body(entry)}", f"   {violation.get('message')}"]
+    lines += [
+        "",
+        "Fix the request the client sends, or, for a test that sends a bad request on purpose, add `validate: off` to "
+        "the scenario that answers it.",
+    ]
+    return lines
 
 
 # -- fixtures ----------------------------------------------------------------------------------------------------

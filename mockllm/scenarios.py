@@ -471,9 +471,18 @@ class Scenario(_Model):
     replies: Annotated[list[Reply] | None, Field(min_length=1)] = None
     then: Literal["repeat-last", "cycle", "fall-through"] | None = None
     dialect: Literal["openai", "vllm"] | None = None
+    # `validate: off` in YAML: requests this scenario answers skip the contract rules. (Named `validation` in Python
+    # because pydantic's BaseModel has a `validate` of its own.)
+    validation: Literal["off"] | None = Field(default=None, alias="validate")
     _source: str = PrivateAttr(default="<runtime>")
     _line: int = PrivateAttr(default=0)
     _index: int = PrivateAttr(default=-1)
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `off` as the boolean false.
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _one_reply(self) -> Scenario:

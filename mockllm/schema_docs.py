@@ -23,6 +23,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "replies": "Answers for successive matching requests, in order; `then` says what happens after the last.",
         "then": "After the last of `replies`: repeat-last (default), cycle, or fall-through (stop matching).",
         "dialect": "Render this scenario's replies in this dialect instead of the server's `--dialect`.",
+        "validate": "off: answer requests this scenario matches even when they break a rule the real API enforces "
+        "(for tests that send a bad request on purpose); the server's `--validate` applies otherwise.",
     },
     "When": {
         "request": "Recordings: the whole request body (volatile fields dropped, secrets redacted) must equal this.",

@@ -68,7 +68,7 @@ class MockServer:
 
     `MockServer(paths=["scenarios/"], time_scale=0)` accepts the `serve` options in snake case (`dialect`,
     `models`, `time_scale`, `seed`, `journal_size`, `fallback`, and for record and replay `upstream`, `record`,
-    `out`, `redact`, `upstream_timeout`). `url` is `http://127.0.0.1:<port>`.
+    `out`, `redact`, `upstream_timeout`; `validate`: strict, warn or off). `url` is `http://127.0.0.1:<port>`.
     """
 
     def __init__(

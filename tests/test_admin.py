@@ -87,7 +87,7 @@ def test_journal_records_requests_and_clears(examples: MockServer) -> None:
     entry = entries[0]
     assert set(entry) == {
         "id", "time", "method", "path", "api", "model", "stream", "body", "scenario", "miss", "warning", "status",
-        "error", "fault", "outcome", "chunks", "chunk_times", "duration",
+        "error", "fault", "violation", "outcome", "chunks", "chunk_times", "duration",
     }  # fmt: skip
     assert entry["method"] == "POST"
     assert entry["path"] == "/v1/chat/completions"

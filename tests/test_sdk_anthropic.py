@@ -249,7 +249,8 @@ def test_missing_max_tokens_is_the_api_400(start_server: StartServer) -> None:
     response = post(server, {"model": "m", "messages": user("hi")})
     assert response.status_code == 400
     body = response.json()
-    assert body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"].startswith("max_tokens: Field required (mockllm rule `max-tokens-required`")
     assert body["request_id"] == response.headers["request-id"]
     assert journal(server)[-1]["error"]["type"] == "invalid_request_error"
 

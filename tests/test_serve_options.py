@@ -30,6 +30,7 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "out": ("recordings", "recordings"),
     "redact": ("acct-[0-9]+\nsecret-\\w+", ["acct-[0-9]+", "secret-\\w+"]),
     "upstream-timeout": ("2s", 2.0),
+    "validate": ("warn", "warn"),
 }
 
 

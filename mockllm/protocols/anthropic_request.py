@@ -129,8 +129,9 @@ def _stop_sequences(value: Any) -> list[str]:
     return list(value)
 
 
-def _thinking(body: Mapping[str, Any], max_tokens: int) -> bool:
-    """Whether the request turns extended thinking on; its budget is checked as the API checks it."""
+def _thinking(body: Mapping[str, Any]) -> bool:
+    """Whether the request turns extended thinking on (its budget checked for type and minimum; the rules that tie
+    it to `max_tokens` and `temperature` are in `validation/messages.py`)."""
     value = body.get("thinking")
     if value is None:
         return False
@@ -138,26 +139,14 @@ def _thinking(body: Mapping[str, Any], max_tokens: int) -> bool:
         raise _bad("thinking: Input tag does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'")
     if value["type"] == "disabled":
         return False
-    if value["type"] == "enabled":
-        budget = _int(value, "budget_tokens", 1024)
-        if budget is None:
-            raise _bad("thinking.enabled.budget_tokens: Field required")
-        if budget >= max_tokens:
-            raise _bad(
-                f"`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
-                f"{THINKING_DOCS}#max-tokens-and-context-window-size"
-            )
-    temperature = body.get("temperature")
-    if temperature is not None and temperature != 1:
-        raise _bad(
-            f"`temperature` may only be set to 1 when thinking is enabled or in adaptive mode. Please consult our "
-            f"documentation at {THINKING_DOCS}#feature-compatibility"
-        )
+    if value["type"] == "enabled" and _int(value, "budget_tokens", 1024) is None:
+        raise _bad("thinking.enabled.budget_tokens: Field required")
     return True
 
 
-def _turns(messages: list[Any]) -> list[Turn]:
-    turns: list[Turn] = []
+def turns(messages: list[Any]) -> list[Turn]:
+    """The messages merged into turns (consecutive messages of one role are one turn), each checked."""
+    merged: list[Turn] = []
     for index, message in enumerate(messages):
         where = f"messages.{index}"
         if not isinstance(message, Mapping):
@@ -178,49 +167,11 @@ def _turns(messages: list[Any]) -> list[Turn]:
             raise _bad(
                 f"{where}: all messages must have non-empty content except for the optional final assistant message"
             )
-        if turns and turns[-1].role == role:
-            turns[-1].blocks.extend(blocks)
+        if merged and merged[-1].role == role:
+            merged[-1].blocks.extend(blocks)
         else:
-            turns.append(Turn(role, blocks))
-    return turns
-
-
-def _check_tool_pairs(turns: list[Turn], thinking: bool) -> None:
-    """Every `tool_result` answers a `tool_use` of the turn before, and every `tool_use` is answered (§12.4)."""
-    for position, turn in enumerate(turns):
-        if turn.role != "user":
-            continue
-        previous = turns[position - 1] if position > 0 else None
-        asked = {b["id"] for b in previous.blocks if b.get("type") == "tool_use"} if previous else set()
-        answered = [(i, b["tool_use_id"]) for i, b in enumerate(turn.blocks) if b.get("type") == "tool_result"]
-        stray = [tool_id for _, tool_id in answered if tool_id not in asked]
-        if stray:
-            first = next(i for i, tool_id in answered if tool_id in stray)
-            raise _bad(
-                f"messages.{position}.content.{first}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                f"{', '.join(stray)}. Each `tool_result` block must have a corresponding `tool_use` block in the "
-                f"previous message."
-            )
-        missing = sorted(asked - {tool_id for _, tool_id in answered})
-        if missing:
-            raise _bad(
-                f"messages.{position - 1}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block in the "
-                f"next message."
-            )
-    # With thinking on, the assistant turn whose tool calls are being answered must be sent back with its
-    # thinking (or redacted thinking) block first, signature and all (§12.4).
-    if thinking and len(turns) >= 2 and turns[-1].role == "user" and turns[-2].role == "assistant":
-        answering = any(b.get("type") == "tool_result" for b in turns[-1].blocks)
-        leading = turns[-2].blocks[0].get("type") if turns[-2].blocks else None
-        if answering and leading not in ("thinking", "redacted_thinking"):
-            raise _bad(
-                f"messages.{len(turns) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
-                f"`{leading}`. When `thinking` is enabled, a final `assistant` message must start with a thinking "
-                f"block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
-                f"thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
-                f"our documentation at {THINKING_DOCS}"
-            )
+            merged.append(Turn(role, blocks))
+    return merged
 
 
 def _text(blocks: list[dict[str, Any]]) -> str:
@@ -261,11 +212,8 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
     """Validate a Messages request as Anthropic does, and reduce it to what matching needs."""
     body = require_object(raw)
     model = _str(body, "model")
-    if body.get("max_tokens") is None:
-        # The API's 400 for the parameter clients most often forget (DESIGN.md "No false greens").
-        raise _bad("max_tokens: Field required")
+    # A missing `max_tokens` is a contract rule (validation/messages.py), so that `validate: off` lets it through.
     max_tokens = _int(body, "max_tokens", 1)
-    assert max_tokens is not None
     messages = body.get("messages")
     if messages is None:
         raise _bad("messages: Field required")
@@ -273,22 +221,21 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
         raise _bad("messages: Input should be a valid list")
     if not messages:
         raise _bad("messages: at least one message is required")
-    turns = _turns(messages)
+    merged = turns(messages)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("stream: Input should be a valid boolean")
     _number(body, "temperature", 0, 1)
     _number(body, "top_p", 0, 1)
     _int(body, "top_k", 0)
-    thinking = _thinking(body, max_tokens)
-    _check_tool_pairs(turns, thinking)
+    thinking = _thinking(body)
     system = _system(body.get("system"))
     texts: list[tuple[str, str]] = [("system", system)] if system is not None else []
     texts += [(str(m["role"]), _text(_blocks(m["content"], ""))) for m in messages]
     # The prompt is the last user turn that says something: a turn of tool results alone keeps the question
     # before it, as Chat Completions does (there the results are `tool` messages, not user messages).
-    spoken = [_text(t.blocks) for t in turns if t.role == "user" and any(b.get("type") == "text" for b in t.blocks)]
-    prompt_tokens = 3 + count_tokens(system or "") + sum(3 + sum(map(_block_tokens, t.blocks)) for t in turns)
+    spoken = [_text(t.blocks) for t in merged if t.role == "user" and any(b.get("type") == "text" for b in t.blocks)]
+    prompt_tokens = 3 + count_tokens(system or "") + sum(3 + sum(map(_block_tokens, t.blocks)) for t in merged)
     return ParsedRequest(
         api=API,
         body=body,
@@ -299,7 +246,7 @@ def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
         system=system,
         messages=texts,
         tools=_tools(body.get("tools")),
-        tool_results=_tool_results(turns),
+        tool_results=_tool_results(merged),
         turn=sum(1 for m in messages if m["role"] == "assistant"),
         max_tokens=max_tokens,
         stop=_stop_sequences(body.get("stop_sequences")),

@@ -419,13 +419,8 @@ def optional_str(body: Mapping[str, Any], key: str) -> str | None:
 
 
 def stream_flag(body: Mapping[str, Any]) -> bool:
-    """`stream` as a boolean; `stream_options` is refused without it, as OpenAI does."""
-    stream = optional_bool(body, "stream")
-    if body.get("stream_options") is not None and not stream:
-        raise RequestError(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
-        )
-    return bool(stream)
+    """`stream` as a boolean (`stream_options` without it is a contract rule: `validation/chat.py`)."""
+    return bool(optional_bool(body, "stream"))
 
 
 def optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
