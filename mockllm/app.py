@@ -24,6 +24,7 @@ from starlette.routing import Route
 from . import pacing
 from .admin import AdminRoutes
 from .conversations import Conversations
+from .dialect_routes import DialectRoutes, ForcedRoute
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
 from .journal import Entry, Journal
 from .loading import load_scenarios
@@ -170,13 +171,14 @@ class MockApp:
         self._finish(entry)
         return Response(reply.body, reply.status, headers, "application/json")
 
-    async def handle(self, protocol: ProtocolModule, request: Request) -> Any:
+    async def handle(self, protocol: ProtocolModule, request: Request, route: ForcedRoute | None = None) -> Any:
+        """Answer one API request; `route` is set on a dialect's own paths (Azure, Gemini), which fix the dialect."""
         state = self.state
         settings = state.settings
         entry = state.journal.open(request.method, request.url.path)
         entry.api = protocol.API
         rid = request_id()
-        dialect = settings.dialect
+        dialect = route.dialect if route is not None else settings.dialect
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -192,7 +194,9 @@ class MockApp:
         if proxy is not None and proxy.mode == "all":  # re-record: the upstream answers everything
             return self._forward(proxy, protocol.API, request, raw, body, entry)
         try:
-            parsed = protocol.parse(body, headers)
+            parsed = protocol.parse(route.body(body) if route is not None else body, headers)
+            if route is not None:
+                route.apply(parsed)
             attach = getattr(protocol, "attach", None)  # a protocol with server-side state (Responses)
             if attach is not None:
                 attach(parsed, state.conversations)
@@ -222,7 +226,8 @@ class MockApp:
         else:
             entry.scenario = selection.scenario.name
             reply = selection.reply
-            dialect = selection.scenario.dialect or dialect
+            if route is None:
+                dialect = selection.scenario.dialect or dialect
             check = getattr(protocol, "check_reply", None)
             if check is not None:
                 try:
@@ -366,6 +371,7 @@ class MockApp:
     def build(self) -> Starlette:
         routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
         routes += ModelRoutes(self).routes()
+        routes += DialectRoutes(self).routes()
         routes += AdminRoutes(self.state).routes()
         routes.append(
             Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
