@@ -125,7 +125,9 @@ class DialectRoutes:
         raw = await request.body()
         entry.body = raw.decode("utf-8", "replace") or None
         rid = request_id()
-        reply = ErrorReply(status, {"x-request-id": rid}, compact(body), body["error"]["code"], body["error"]["message"])
+        reply = ErrorReply(
+            status, {"x-request-id": rid}, compact(body), body["error"]["code"], body["error"]["message"]
+        )
         return self.app._error(entry, reply)
 
     async def gemini_models(self, request: Request) -> Any:

@@ -75,4 +75,7 @@ def piece_tokens(piece: str) -> int:
 
 def token_ids(text: str) -> list[int]:
     """A stable made-up vocabulary id for each token of `text` (vLLM's `token_ids`), in a 150k vocabulary."""
-    return [int.from_bytes(hashlib.blake2b(token.encode(), digest_size=4).digest(), "big") % 150_000 for token in tokenize(text)]
+    return [
+        int.from_bytes(hashlib.blake2b(token.encode(), digest_size=4).digest(), "big") % 150_000
+        for token in tokenize(text)
+    ]
