@@ -30,8 +30,9 @@ def dialect_warnings(scenarios: Iterable[Scenario], default: str) -> list[str]:
                     out.append(
                         f"{where} replies with `reasoning`, but the {name} dialect has no reasoning field: the "
                         f"client sees only the text (the reasoning counts in "
-                        f"usage.completion_tokens_details.reasoning_tokens). Serve it with `dialect: vllm` (`reasoning`) or `dialect: vllm-0.10` "
-                        f"(`reasoning_content`) to test a client that reads reasoning"
+                        f"usage.completion_tokens_details.reasoning_tokens). Serve it with `dialect: vllm` "
+                        f"(`reasoning`) or `dialect: vllm-0.10` (`reasoning_content`) to test a client that reads "
+                        f"reasoning"
                     )
                 if choice.refusal and dialect.vllm:
                     out.append(
@@ -42,12 +43,6 @@ def dialect_warnings(scenarios: Iterable[Scenario], default: str) -> list[str]:
                     out.append(
                         f"{where} replies with `tool_calls` on the {api} API, which cannot carry a tool call: the "
                         f"client sees none. Match `api: chat` instead"
-                    )
-                if choice.finish_reason == "content_filter" and not dialect.filter_results:
-                    out.append(
-                        f"{where} ends with `finish_reason: content_filter`; the {name} dialect sends that finish "
-                        f"reason alone, without Azure's `content_filter_results`. Use `dialect: azure` (or the Azure "
-                        f"paths) for Azure's verdicts"
                     )
             error = reply.error
             if error is not None and error.code == "content_filter" and dialect.errors != "azure":

@@ -53,8 +53,8 @@ class ForcedRoute:
 
     def body(self, body: Any) -> Any:
         """The body to parse: Azure needs no `model` in it, the deployment in the path names it."""
-        if self.model is not None and isinstance(body, dict) and "model" not in body:
-            return {"model": self.model, **body}
+        if self.model is not None and isinstance(body, dict) and body.get("model") is None:
+            return {**body, "model": self.model}
         return body
 
     def apply(self, parsed: ParsedRequest) -> None:
