@@ -24,6 +24,7 @@ from starlette.routing import Route
 from . import pacing
 from .admin import AdminRoutes
 from .conversations import Conversations
+from .dialect_routes import DialectRoutes, ForcedRoute
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
 from .journal import Entry, Journal
 from .loading import load_scenarios
@@ -176,13 +177,14 @@ class MockApp:
         self._finish(entry)
         return Response(reply.body, reply.status, headers, "application/json")
 
-    async def handle(self, protocol: ProtocolModule, request: Request) -> Any:
+    async def handle(self, protocol: ProtocolModule, request: Request, route: ForcedRoute | None = None) -> Any:
+        """Answer one API request; `route` is set on a dialect's own paths (Azure, Gemini), which fix the dialect."""
         state = self.state
         settings = state.settings
         entry = state.journal.open(request.method, request.url.path)
         entry.api = protocol.API
         rid = request_id()
-        dialect = settings.dialect
+        dialect = route.dialect if route is not None else settings.dialect
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -198,7 +200,9 @@ class MockApp:
         if proxy is not None and proxy.mode == "all":  # re-record: the upstream answers everything
             return self._forward(proxy, protocol.API, request, raw, body, entry)
         try:
-            parsed = protocol.parse(body, headers)
+            parsed = protocol.parse(route.body(body) if route is not None else body, headers)
+            if route is not None:
+                route.apply(parsed)
             attach = getattr(protocol, "attach", None)  # a protocol with server-side state (Responses)
             if attach is not None:
                 attach(parsed, state.conversations)
@@ -220,7 +224,7 @@ class MockApp:
             return self._error(entry, _unanswered(protocol.API, dialect, rid, "scenario_not_found", message))
         if selection is None and proxy is not None:  # --record missing: record what no recording answers
             return self._forward(proxy, protocol.API, request, raw, body, entry)
-        if selection is not None:
+        if selection is not None and route is None:  # a dialect's own route (Azure, Gemini) fixes the dialect
             dialect = selection.scenario.dialect or dialect
         refusal = enforce(parsed, settings.validate, selection, entry, dialect, rid)  # a rule the real API enforces
         if refusal is not None:
@@ -379,6 +383,7 @@ class MockApp:
     def build(self) -> Starlette:
         routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
         routes += ModelRoutes(self).routes()
+        routes += DialectRoutes(self).routes()
         routes += AdminRoutes(self.state).routes()
         routes.append(
             Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])

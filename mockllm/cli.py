@@ -242,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate scenario files and report every problem")
     check.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
+    check.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default=os.environ.get(env_variable("dialect"), "openai"),
+        help="the dialect `serve` will use, to warn about replies it cannot show (default: openai; env "
+        "MOCKLLM_DIALECT)",
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of the scenario format")
 
@@ -251,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_check(paths: Sequence[str]) -> int:
-    """`mockllm check`: every problem with file:line, shadowing warnings; exit 1 on errors."""
+def run_check(paths: Sequence[str], dialect: str = "openai") -> int:
+    """`mockllm check`: every problem with file:line, shadowing and dialect warnings; exit 1 on errors."""
+    from .dialect_check import dialect_warnings
     from .matching import shadowing_warnings
     from .toolloop import tool_loop_warnings
 
@@ -271,6 +279,9 @@ def run_check(paths: Sequence[str]) -> int:
     for loop in tool_loop_warnings(scenarios):
         warnings += 1
         print(f"warning: {loop.message()}", file=sys.stderr)
+    for line in dialect_warnings(scenarios, dialect):
+        warnings += 1
+        print(f"warning: {line}", file=sys.stderr)
     if problems:
         count = len(problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
@@ -455,7 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
     if args.command == "check":
-        return run_check(args.paths)
+        if args.dialect not in DIALECTS:  # from MOCKLLM_DIALECT: argparse checks only the flag
+            return _usage_error(
+                f"MOCKLLM_DIALECT={args.dialect!r} is not one of {', '.join(DIALECTS)}; set one of them"
+            )
+        return run_check(args.paths, args.dialect)
     if args.command == "schema":
         return _print_schema()
     if args.command == "distill":

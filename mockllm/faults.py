@@ -1,6 +1,7 @@
 """Error responses in each protocol's shape, and the mid-stream error event.
 
-Defaults per status follow reference/wire-formats.md §5 (OpenAI), §7.3 (Anthropic) and §8.2 (vLLM).
+Defaults per status follow reference/wire-formats.md §5 (OpenAI), §7.3 (Anthropic), §8.2 (vLLM), §12.2 (Azure) and
+§12.3 (Gemini).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .dialects import filter_verdict, profile
 from .protocols.anthropic import rate_limit_headers, response_headers
 from .protocols.base import DONE, Frame, compact
 from .scenarios import ErrorSpec
@@ -48,6 +50,27 @@ _VLLM: dict[int, str] = {
     501: "NotImplementedError",
     503: "ServiceUnavailableError",
 }
+
+# google.rpc.Code names per HTTP status (Gemini's OpenAI-compatible endpoint, wire-formats.md §12.3).
+_GOOGLE: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+_AZURE_FILTERED = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify "
+    "your prompt and retry. To learn more about our content filtering policies please read our documentation: "
+    "https://go.microsoft.com/fwlink/?linkid=2198766"
+)
 
 _ANTHROPIC: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -108,7 +131,30 @@ def error_reply(
         text = message or default_message
         payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": text}, "request_id": request_id}
         out.update(response_headers(request_id))  # request-id equal to the body's, and the organization
-    elif dialect == "vllm":
+    elif (shape := profile(dialect).errors) == "google":
+        # google.rpc.Status (wire-formats.md §12.3): an int `code`, the message, and the status name.
+        text = message or _OPENAI.get(status, ("", None, "Error"))[2]
+        kind = type or _GOOGLE.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+        payload = {"error": {"code": status, "message": text, "status": kind}}
+    elif shape == "azure" and code == "content_filter":
+        # A blocked prompt (§12.2): OpenAI's fields plus the status and Azure's verdict under `innererror`.
+        kind = type or "content_filter"
+        text = message or _AZURE_FILTERED
+        payload = {
+            "error": {
+                "message": text,
+                "type": type,
+                "param": param or "prompt",
+                "code": "content_filter",
+                "status": status,
+                "innererror": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": filter_verdict("violence", jailbreak=True),
+                },
+            }
+        }
+        out["x-request-id"] = request_id
+    elif shape == "vllm":
         kind = type or _VLLM.get(status, "InternalServerError" if status >= 500 else "BadRequestError")
         text = message or _OPENAI.get(status, ("", None, "Error"))[2]
         # vLLM's `code` is the int HTTP status; OpenAI's string codes (`invalid_type`, `model_not_found` ...) that
@@ -189,8 +235,11 @@ def error_event_frames(api: str, dialect: str, type: str | None, message: str | 
             "error": {"details": None, "type": type or "overloaded_error", "message": message or "Overloaded"},
         }
         return [Frame(named_event("error", payload), "tail")]
-    if dialect == "vllm":
+    shape = profile(dialect).errors
+    if shape == "vllm":
         error: dict[str, Any] = {"message": text, "type": type or "InternalServerError", "param": None, "code": 500}
+    elif shape == "google":
+        error = {"code": 500, "message": text, "status": type or "INTERNAL"}
     else:
         error = {"message": text, "type": type or "server_error", "param": None, "code": None}
     return [Frame(data_event({"error": error}), "tail"), DONE]

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .admin import json_response
+from .dialects import profile
 from .faults import error_reply
 from .protocols import anthropic as anthropic_protocol
 from .protocols.base import openai_headers, request_id
@@ -44,9 +45,13 @@ class ModelRoutes:
                 return scenario.dialect
         return self.state.settings.dialect
 
-    def _model_card(self, model_id: str) -> dict[str, Any]:
+    def model_card(self, model_id: str, dialect: str | None = None) -> dict[str, Any]:
+        """A model's card in the shape of `dialect` (a route's), else of its scenario's dialect."""
         created = 1700000000
-        if self._model_dialect(model_id) == "vllm":
+        card = profile(dialect or self._model_dialect(model_id)).model_card
+        if card == "google":
+            return {"id": model_id, "object": "model", "created": created, "owned_by": "google"}
+        if card == "vllm":
             # vLLM's ModelCard (wire-formats.md §8.3).
             return {
                 "id": model_id,
@@ -83,7 +88,7 @@ class ModelRoutes:
             # An Anthropic client: its own list shape (the SDK always sends anthropic-version).
             payload = anthropic_protocol.model_list(self.state.model_ids())
             return json_response(payload, headers=anthropic_protocol.response_headers(request_id()))
-        data = [self._model_card(model_id) for model_id in self.state.model_ids()]
+        data = [self.model_card(model_id) for model_id in self.state.model_ids()]
         return json_response(
             {"object": "list", "data": data}, headers=openai_headers(self.state.settings.dialect, request_id())
         )
@@ -98,7 +103,7 @@ class ModelRoutes:
         if "anthropic-version" in request.headers:
             return self._anthropic_model(model_id, rid)
         if model_id in self.state.model_ids():
-            return json_response(self._model_card(model_id), headers=openai_headers(self._model_dialect(model_id), rid))
+            return json_response(self.model_card(model_id), headers=openai_headers(self._model_dialect(model_id), rid))
         known = ", ".join(self.state.model_ids()) or "none"
         error = error_reply(
             404,

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -31,7 +31,8 @@ from .tokens import tokenize
 API_NAMES = ("chat", "completions", "responses", "messages", "embeddings", "models")
 FAULT_KINDS = ("error_event", "end", "disconnect", "malformed", "stall")
 THEN_MODES = ("repeat-last", "cycle", "fall-through")
-DIALECTS = ("openai", "vllm")
+DialectName = Literal["openai", "vllm", "vllm-0.10", "azure", "gemini-openai"]
+DIALECTS: tuple[str, ...] = get_args(DialectName)  # profiles in mockllm/dialects.py
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 
 Duration = Annotated[
@@ -470,7 +471,7 @@ class Scenario(_Model):
     reply: Reply | None = None
     replies: Annotated[list[Reply] | None, Field(min_length=1)] = None
     then: Literal["repeat-last", "cycle", "fall-through"] | None = None
-    dialect: Literal["openai", "vllm"] | None = None
+    dialect: DialectName | None = None
     # `validate: off` in YAML: requests this scenario answers skip the contract rules. (Named `validation` in Python
     # because pydantic's BaseModel has a `validate` of its own.)
     validation: Literal["off"] | None = Field(default=None, alias="validate")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .dialect_routes import served_paths
+
 # Suffixes the SDKs append to their base URL, with the route that serves each (for "did you mean" hints).
 _API_SUFFIXES = (
     "/chat/completions",
@@ -26,6 +28,7 @@ def served_routes(api_routes: Iterable[str]) -> list[str]:
         *(f"POST {path}" for path in sorted(api_routes)),
         "GET /v1/models",
         "GET /v1/models/{id}",
+        *served_paths(),
         "/_mockllm/ (admin API: health, scenarios, requests, reset)",
     ]
 
@@ -54,10 +57,17 @@ def likely_fix(method: str, path: str, api_routes: Iterable[str]) -> str:
             f"Drop /v1 from the base URL (the Anthropic SDK adds /v1 itself: use the server's root URL, "
             f"`{path[3:]}` is served)."
         )
-    if path.startswith(("/openai/deployments/", "/openai/v1/")):
+    if path.startswith("/openai/"):
         return (
-            "this is an Azure OpenAI path (a deployment in the path, api-version in the query); mockllm serves the "
-            "OpenAI paths: point an `openai.OpenAI` client at the server's /v1 URL instead of `AzureOpenAI`."
+            "this is an Azure OpenAI path; mockllm serves Azure's chat/completions, completions and embeddings under "
+            "/openai/deployments/{deployment}/ (api-version in the query; the azure dialect). Point "
+            "`openai.AzureOpenAI(azure_endpoint=<the server's root URL>, api_version=..., api_key=...)` at it, or an "
+            "`openai.OpenAI` client at the server's /v1 URL for the other APIs."
+        )
+    if path.startswith("/v1beta/openai/"):
+        return (
+            "Gemini's OpenAI-compatible endpoint is served for chat/completions, embeddings and models only: use "
+            "the server's URL plus /v1beta/openai/ as the OpenAI client's base_url."
         )
     suffix = _suffix(path)
     if suffix is not None and not path.startswith("/v1/"):

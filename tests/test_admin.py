@@ -182,7 +182,10 @@ def test_a_bare_list_of_scenarios_reports_problems_at_their_lines(examples: Mock
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"dialect": "vlm"}, "dialect='vlm' is not a dialect; use one of openai, vllm"),
+        (
+            {"dialect": "vlm"},
+            "dialect='vlm' is not a dialect; use one of openai, vllm, vllm-0.10, azure, gemini-openai",
+        ),
         ({"fallback": "silence"}, "fallback='silence' is not a fallback; use one of error, echo, lorem"),
         ({"time_scale": -1}, "time_scale=-1 is negative"),
         ({"journal_size": 0}, "journal_size=0 is too small"),

@@ -348,7 +348,10 @@ MISTAKES: list[tuple[str, str, list[str]]] = [
             dialect: ollama
             reply: {text: hi}
         """,
-        ["bad.yaml:4: scenarios[0].dialect: 'ollama' is not a valid `dialect`; use one of openai, vllm"],
+        [
+            "bad.yaml:4: scenarios[0].dialect: 'ollama' is not a valid `dialect`; use one of openai, vllm, "
+            "vllm-0.10, azure, gemini-openai"
+        ],
     ),
     (
         "unknown-finish-reason",

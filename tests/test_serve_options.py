@@ -100,7 +100,11 @@ def test_a_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("MOCKLLM_PORT", "eighty", "MOCKLLM_PORT='eighty': 'eighty' is not a port number; give 0-65535"),
         ("MOCKLLM_PORT", "70000", "MOCKLLM_PORT='70000': 70000 is not a port number; give 0-65535"),
         ("MOCKLLM_TIME_SCALE", "-1", "MOCKLLM_TIME_SCALE='-1': '-1' is negative; give 0 or more"),
-        ("MOCKLLM_DIALECT", "azure", "MOCKLLM_DIALECT='azure' is not one of openai, vllm; set one of them"),
+        (
+            "MOCKLLM_DIALECT",
+            "ollama",
+            "MOCKLLM_DIALECT='ollama' is not one of openai, vllm, vllm-0.10, azure, gemini-openai; set one of them",
+        ),
         ("MOCKLLM_LOG_FORMAT", "xml", "MOCKLLM_LOG_FORMAT='xml' is not one of plain, json"),
         ("MOCKLLM_GRACE", "soon", "MOCKLLM_GRACE='soon': 'soon' is not a duration"),
         ("MOCKLLM_RELOAD", "maybe", "MOCKLLM_RELOAD='maybe': 'maybe' is not a boolean; write 1, true, yes or on"),

@@ -48,12 +48,13 @@ def test_doubled_v1_from_an_anthropic_client(examples: MockServer) -> None:
     assert _last(examples)["path"] == "/v1/v1/messages"
 
 
-def test_azure_style_path_says_which_client_to_use(examples: MockServer) -> None:
+def test_an_unserved_azure_path_says_what_is_served(examples: MockServer) -> None:
     client = openai.AzureOpenAI(azure_endpoint=examples.url, api_key="k", api_version="2024-10-21", max_retries=0)
     with client, pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        client.responses.create(model="gpt-4o", input="hi")  # Azure: /openai/responses, not served
     assert "Azure OpenAI path" in info.value.message
-    assert str(_last(examples)["path"]).startswith("/openai/deployments/gpt-4o/")
+    assert "/openai/deployments/{deployment}/" in info.value.message
+    assert _last(examples)["path"] == "/openai/responses"
 
 
 def test_wrong_method_on_a_served_path(examples: MockServer) -> None:

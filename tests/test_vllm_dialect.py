@@ -1,4 +1,6 @@
-"""The vllm dialect (vLLM, Ray Serve LLM, Baseten): every chunk validates against the published schemas.
+"""The vllm-0.10 dialect (vLLM 0.10, as Ray Serve LLM and Baseten document it): every chunk validates against the
+published schemas. (The current `vllm` profile stamps `system_fingerprint` on the last chunk and names reasoning
+`reasoning`, which Baseten's strict schema refuses; tests/test_dialects.py covers it.)
 
 The schemas are copied in `tests/data/schemas/` (see its README): Ray Serve LLM's `CompletionStreamResponse`
 for `/v1/completions` chunks, Baseten's strict `ChatCompletionStreamResponse` (no extra top-level key) for
@@ -62,7 +64,7 @@ scenarios:
     when: {prompt: Custom}
     reply: {error: {status: 400, code: context_too_long, message: too long}}
   - id: llama
-    dialect: vllm
+    dialect: vllm-0.10
     when: {model: meta-llama/Llama-3.1-8B-Instruct}
     reply: {text: Hello from vLLM.}
   - id: paris
@@ -78,14 +80,14 @@ def start(dialect: str) -> MockServer:
 
 @pytest.fixture(scope="module")
 def vllm() -> Iterator[MockServer]:
-    """A server whose default dialect is vllm (`--dialect vllm`)."""
-    with start("vllm") as server:
+    """A server whose default dialect is vllm-0.10 (`--dialect vllm-0.10`), the one the published schemas describe."""
+    with start("vllm-0.10") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def openai_server() -> Iterator[MockServer]:
-    """A server in the default openai dialect; the `llama` scenario alone says `dialect: vllm`."""
+    """A server in the default openai dialect; the `llama` scenario alone says `dialect: vllm-0.10`."""
     with start("openai") as server:
         yield server
 
@@ -385,7 +387,7 @@ def test_the_schemas_tell_the_dialects_apart(openai_server: MockServer) -> None:
 
 def test_a_refusal_is_ordinary_content_in_the_vllm_dialect(start_server: Any) -> None:
     server = start_server(
-        dialect="vllm",
+        dialect="vllm-0.10",
         scenarios_yaml='version: 1\nscenarios:\n  - reply: {refusal: "I can\'t help with that."}\n',
     )
     chunks = stream(server, "/v1/chat/completions", chat("anything"))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..dialects import profile
 from ..scenarios import ChoiceSpec, Reply
 from ..tokens import piece_tokens
 
@@ -185,9 +186,19 @@ def random_id(prefix: str, length: int = 24) -> str:
 
 
 def openai_headers(dialect: str, rid: str) -> dict[str, str]:
-    """The headers every OpenAI answer carries (wire-formats.md §2.3); vLLM sends none of them (§8.1)."""
-    if dialect == "vllm":
+    """The meta headers every answer of the dialect carries: OpenAI's (wire-formats.md §2.3), Azure's request ids and
+    remaining-quota pair, or none (vLLM §8.1, Gemini)."""
+    headers = profile(dialect).headers
+    if headers == "none":
         return {}
+    if headers == "azure":
+        # Not in the reference: what Azure OpenAI answers are commonly seen with (openai-python reads x-request-id).
+        return {
+            "x-request-id": rid,
+            "apim-request-id": rid.removeprefix("req_"),
+            "x-ratelimit-remaining-requests": "9999",
+            "x-ratelimit-remaining-tokens": "29999000",
+        }
     return {
         "x-request-id": rid,
         "openai-version": "2020-10-01",

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..dialects import profile
 from ..scenarios import Reply
 from ..tokens import count_tokens
 from .base import (
@@ -166,7 +167,7 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
         {"object": "embedding", "index": index, "embedding": _encode(vector, encoding)}
         for index, vector in enumerate(_vectors(plan, request))
     ]
-    if dialect == "vllm":
+    if profile(dialect).vllm:
         # vLLM's EmbeddingResponse: an id and `created`, compact, usage with every UsageInfo field.
         body: dict[str, Any] = {
             "id": random_id("embd-", 32),

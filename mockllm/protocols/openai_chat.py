@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions (`POST /v1/chat/completions`), in the `openai` and `vllm` dialects.
+"""OpenAI Chat Completions (`POST /v1/chat/completions`), in every dialect (`mockllm/dialects.py`).
 
 Wire facts follow reference/wire-formats.md §2 (chunk anatomy) and §8 (vLLM differences).
 """
@@ -10,8 +10,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..dialects import Dialect, azure_filter_chunk, filter_verdict, prompt_filter_results
+from ..dialects import profile as get_profile
 from ..sse import data_event
-from ..tokens import count_message_tokens, tokenize
+from ..tokens import count_message_tokens, token_ids, tokenize
 from . import logprobs
 from .base import (
     DONE,
@@ -40,7 +42,6 @@ from .base import (
 
 API = "chat"
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-FINGERPRINT = "fp_mockllm01"
 
 
 def parse(raw: Any, headers: Mapping[str, str]) -> ParsedRequest:
@@ -209,15 +210,22 @@ def _tool_results(messages: list[Any]) -> list[str]:
 # Rendering
 
 
-def _header(cid: str, created: int, plan: Plan, vllm: bool) -> dict[str, Any]:
+def _header(cid: str, created: int, plan: Plan, dialect: Dialect) -> dict[str, Any]:
     head: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": plan.model}
-    if not vllm:
+    if not dialect.vllm:
         head["service_tier"] = "default"
-        head["system_fingerprint"] = FINGERPRINT
+        if dialect.fingerprint == "every":
+            head["system_fingerprint"] = dialect.fingerprint_value
     return head
 
 
-def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any], FrameKind]]:
+def _restamp(frame: Frame, extra: dict[str, Any]) -> Frame:
+    """The same chunk with keys added at its end: vLLM's last-chunk fingerprint, its first-chunk prompt ids."""
+    chunk = json.loads(frame.data.removeprefix(b"data: "))
+    return Frame(data_event({**chunk, **extra}), frame.kind)
+
+
+def _choice_deltas(choice: ChoicePlan, dialect: Dialect) -> list[tuple[dict[str, Any], FrameKind]]:
     """The deltas of one choice in order, each with its frame kind; the finish delta is added by the caller."""
     deltas: list[tuple[dict[str, Any], FrameKind]] = []
     calls = choice.tool_calls
@@ -225,7 +233,9 @@ def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any],
         {"index": j, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
         for j, call in enumerate(calls)
     ]
-    has_text = bool(choice.text) or (bool(choice.reasoning) and vllm)
+    vllm = dialect.vllm
+    reasoning = dialect.reasoning_field
+    has_text = bool(choice.text) or (bool(choice.reasoning) and reasoning is not None)
     if vllm:
         deltas.append(({"role": "assistant", "content": ""}, "head"))
     elif choice.refusal:
@@ -238,8 +248,8 @@ def _choice_deltas(choice: ChoicePlan, vllm: bool) -> list[tuple[dict[str, Any],
         deltas.append(({"role": "assistant", "content": None}, "head"))
     else:
         deltas.append(({"role": "assistant", "content": "", "refusal": None}, "head"))
-    if vllm:
-        deltas.extend(({"reasoning_content": piece}, "content") for piece in choice.reasoning)
+    if reasoning is not None:
+        deltas.extend(({reasoning: piece}, "content") for piece in choice.reasoning)
     deltas.extend(({"content": piece}, "content") for piece in choice.text)
     # vLLM's deltas have no `refusal` field: a model served by vLLM refuses in ordinary content.
     deltas.extend(({"content" if vllm else "refusal": piece}, "content") for piece in choice.refusal)
@@ -304,17 +314,45 @@ def _choice_logprobs(choice: ChoicePlan, top: int | None, vllm: bool) -> dict[st
     return {"content": content, "refusal": _entries(choice.refusal, top) if choice.refusal else None}
 
 
+class _ChoiceExtras:
+    """The per-choice keys some dialects add: Azure's `content_filter_results`, vLLM's `token_ids` when asked."""
+
+    def __init__(self, dialect: Dialect, request: ParsedRequest) -> None:
+        self.filters = dialect.filter_results
+        self.token_ids = dialect.token_ids and request.body.get("return_token_ids") is True
+        self.any = self.filters or self.token_ids
+        self.request = request
+
+    def add(self, choice: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        """`choice` with the extras of a chunk carrying `delta` (the message, for a non-streamed choice)."""
+        text = "".join(value for key, value in delta.items() if key != "role" and isinstance(value, str))
+        if self.filters:
+            # Azure judges generated text; role and finish chunks carry an empty verdict, a filtered finish the
+            # category that fired (wire-formats.md §12.2).
+            verdict = filter_verdict("violence") if finish == "content_filter" else filter_verdict() if text else {}
+            choice["content_filter_results"] = verdict
+        if self.token_ids:
+            choice["token_ids"] = token_ids(text)
+        return choice
+
+    def prompt_ids(self, plan: Plan) -> list[int]:
+        """Ids for the prompt's tokens, as many as usage counts."""
+        ids = token_ids(" ".join(f"{role}: {text}" for role, text in self.request.messages)) or [0]
+        return [ids[i % len(ids)] for i in range(plan.prompt_tokens)]
+
+
 # A chunk's choice with one text field in its delta, as `compact` would write it.
 _TEXT_CHUNK = b'{"index":%d,"delta":{"%s":%s},"logprobs":null,"finish_reason":null}'
 
 
 def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Frame]:
     """The SSE frames of a streamed reply, ending with `data: [DONE]`."""
-    vllm = dialect == "vllm"
-    cid = random_id("chatcmpl-", 29)
+    profile = get_profile(dialect)
+    vllm = profile.vllm
+    cid = random_id(profile.chat_id_prefix, 29)
     created = int(time.time())
     # Every chunk shares its envelope; encode it once and splice each choice into it.
-    envelope = compact(_header(cid, created, plan, vllm))
+    envelope = compact(_header(cid, created, plan, profile))
     prefix = b"data: " + envelope[:-1] + b',"choices":['
     head = b"]" + (b',"usage":null' if request.include_usage and not vllm else b"")
     # OpenAI pads every chunk with a random `obfuscation` string, its last key (wire-formats.md §2.2); vLLM does not.
@@ -326,7 +364,8 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     def frame(choice: dict[str, Any], kind: FrameKind) -> Frame:
         return Frame(prefix + compact(choice) + suffix(), kind)
 
-    per_choice = [_choice_deltas(choice, vllm) for choice in plan.choices]
+    extras = _ChoiceExtras(profile, request)
+    per_choice = [_choice_deltas(choice, profile) for choice in plan.choices]
     per_logprobs = [_delta_logprobs(deltas, request.logprobs, vllm) for deltas in per_choice]
     frames: list[Frame] = []
     # n > 1: choices interleave, one chunk each, index 0 first (capture chat-stream-json-schema-n3.sse). OpenAI
@@ -337,14 +376,19 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
     for start, stop in rounds:
         for choice, deltas, probs in zip(plan.choices, per_choice, per_logprobs, strict=True):
             for (delta, kind), logprob in zip(deltas[start:stop], probs[start:stop], strict=True):
-                if logprob is None and len(delta) == 1 and isinstance(text := next(iter(delta.values())), str):
+                if (
+                    not extras.any
+                    and logprob is None
+                    and len(delta) == 1
+                    and isinstance(text := next(iter(delta.values())), str)
+                ):
                     # The common chunk (one piece of text, no logprobs), spliced from pre-encoded parts.
                     key = next(iter(delta))
                     body = _TEXT_CHUNK % (choice.index, key.encode(), json_string(text))
                     frames.append(Frame(prefix + body + suffix(), kind))
                     continue
                 choice_body = {"index": choice.index, "delta": delta, "logprobs": logprob, "finish_reason": None}
-                frames.append(frame(choice_body, kind))
+                frames.append(frame(extras.add(choice_body, delta, None), kind))
     for choice in plan.choices:
         finish: dict[str, Any] = {
             "index": choice.index,
@@ -354,21 +398,29 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
         }
         if vllm:
             finish["stop_reason"] = choice.stop_reason
-        frames.append(frame(finish, "tail"))
+        frames.append(frame(extras.add(finish, {}, choice.finish_reason), "tail"))
     if request.include_usage:
-        usage = _header(cid, created, plan, vllm)
+        usage = _header(cid, created, plan, profile)
         usage["choices"] = []
         usage["usage"] = plan.usage(vllm)
         if padded:
             usage["obfuscation"] = obfuscation()
         frames.append(Frame(data_event(usage), "tail"))
+    if extras.token_ids:  # vLLM: the prompt's ids ride on the first chunk only (wire-formats.md §12.1)
+        frames[0] = _restamp(frames[0], {"prompt_token_ids": extras.prompt_ids(plan)})
+    if profile.fingerprint == "last":  # current vLLM stamps the terminal (or usage) chunk only (§12.1)
+        frames[-1] = _restamp(frames[-1], {"system_fingerprint": profile.fingerprint_value})
+    if profile.filter_results:  # Azure opens with the prompt's verdict and no choices (§12.2)
+        frames.insert(0, Frame(data_event(azure_filter_chunk()), "head"))
     frames.append(DONE)
     return frames
 
 
 def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
     """The JSON body of a non-streamed reply."""
-    vllm = dialect == "vllm"
+    profile = get_profile(dialect)
+    vllm = profile.vllm
+    extras = _ChoiceExtras(profile, request)
     choices = []
     for choice in plan.choices:
         # vLLM has no refusal of its own: there a refusal is the message's content.
@@ -393,12 +445,12 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
         }
         if vllm:
             message.pop("annotations")
-            message["reasoning_content"] = choice.reasoning_text or None
+            message[profile.reasoning_field or "reasoning"] = choice.reasoning_text or None
             message.setdefault("tool_calls", [])
             entry["stop_reason"] = choice.stop_reason
-        choices.append(entry)
+        choices.append(extras.add(entry, {"content": choice.content}, choice.finish_reason))
     body: dict[str, Any] = {
-        "id": random_id("chatcmpl-", 29),
+        "id": random_id(profile.chat_id_prefix, 29),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": plan.model,
@@ -407,8 +459,15 @@ def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
     }
     if vllm:
         body["prompt_logprobs"] = None
+        if extras.token_ids:
+            body["prompt_token_ids"] = extras.prompt_ids(plan)
+        if profile.fingerprint == "last":
+            body["system_fingerprint"] = profile.fingerprint_value
         return compact(body)
     body["service_tier"] = "default"
-    body["system_fingerprint"] = FINGERPRINT
+    if profile.fingerprint == "every":
+        body["system_fingerprint"] = profile.fingerprint_value
+    if profile.filter_results:
+        body["prompt_filter_results"] = prompt_filter_results()
     # OpenAI pretty-prints non-streamed bodies with 2-space indentation (wire-formats.md §2.1).
     return json.dumps(body, ensure_ascii=False, indent=2).encode()

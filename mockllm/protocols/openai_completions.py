@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..dialects import profile
 from ..sse import data_event
 from ..tokens import count_tokens, tokenize
 from . import logprobs
@@ -206,7 +207,7 @@ class _Offsets:
 
 def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Frame]:
     """The SSE frames of a streamed reply: one chunk a token, a finish chunk per choice, `data: [DONE]`."""
-    vllm = dialect == "vllm"
+    vllm = profile(dialect).vllm
     cid = random_id("cmpl-", 29)
     created = int(time.time())
 
@@ -247,7 +248,7 @@ def render_stream(plan: Plan, request: ParsedRequest, dialect: str) -> list[Fram
 
 def render_body(plan: Plan, request: ParsedRequest, dialect: str) -> bytes:
     """The JSON body of a non-streamed reply."""
-    vllm = dialect == "vllm"
+    vllm = profile(dialect).vllm
     choices = []
     for choice in plan.choices:
         echo = _echo(plan, request, choice.index)
