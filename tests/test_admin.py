@@ -37,7 +37,7 @@ def test_scenarios_listed_in_match_order(examples: MockServer) -> None:
     listed = httpx.get(examples.url + "/_mockllm/scenarios").json()
     assert listed[0]["id"] == "greet"
     assert listed[0]["source"].endswith("basics.yaml:4")
-    assert listed[0]["when"] == {"api": "chat", "prompt": {"exact": "Say hello"}}
+    assert listed[0]["when"] == {"prompt": {"exact": "Say hello"}}
     assert listed[0]["runtime"] is False
 
 
