@@ -149,9 +149,10 @@ def _decode(api: str, raw: Mapping[str, Any]) -> Draft:
 
 
 def _pieces_or_text(pieces: list[str], text_key: str) -> dict[str, Any]:
-    """The text as one string when the tokenizer would cut it the same way, else its recorded chunks."""
+    """The text as one string when the tokenizer would cut it the same way, or when it came whole (a non-streamed
+    body, so nothing says where a stream would cut it); else its recorded chunks."""
     joined = "".join(pieces)
-    return {text_key: joined} if pieces == tokenize(joined) else {"chunks": pieces}
+    return {text_key: joined} if len(pieces) <= 1 or pieces == tokenize(joined) else {"chunks": pieces}
 
 
 def _tool_call(call: CallDraft) -> dict[str, Any]:

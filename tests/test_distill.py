@@ -508,3 +508,25 @@ def test_recordings_made_by_the_recorder_distill_and_cross_over(tmp_path: Path, 
             claude.messages.create(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "Too much"}])
     finally:
         claude.close()
+
+
+def test_a_non_streamed_body_becomes_text_that_streams_token_by_token(tmp_path: Path) -> None:
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hello there, friend!"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+    raw = {"status": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(body, indent=2)}
+    path = write_recording(
+        tmp_path / "body.yaml", recorded("chat-body", "chat", chat_request("hi", stream=False), **raw)
+    )
+    _, data = distilled(tmp_path, path)
+    reply = data["scenarios"][0]["reply"]
+    # The whole text came at once: nothing says where a stream would cut it, so the tokenizer does.
+    assert reply["text"] == "Hello there, friend!"
+    assert "chunks" not in reply
