@@ -208,7 +208,7 @@ def send(client: httpx.Client, method: str, path: str, body: bytes, content_type
         sent["content-type"] = content_type
     if path.startswith("/openai/") and "authorization" not in sent and "api-key" not in sent and body[:1] == b"{":
         sent["api-key"] = "k"  # past Azure's key check to the body (most of the time)
-    raw_headers = {name: value.encode("latin-1") for name, value in sent.items()}  # bytes: non-ASCII goes too
+    raw_headers = {name.encode(): value.encode("latin-1") for name, value in sent.items()}  # bytes: non-ASCII goes too
     response = client.request(method, path, content=body, headers=raw_headers)
     check_answer(response, path)
 
@@ -248,7 +248,7 @@ def test_every_route_and_method_answers_without_a_500(
 @settings(SETTINGS, max_examples=500)
 @given_(body=raw_bodies, content_type=content_types)
 def test_admin_scenarios_refuse_any_body_clearly(client: httpx.Client, body: bytes, content_type: str | None) -> None:
-    sent = {"content-type": content_type.encode("latin-1")} if content_type else {}
+    sent = {b"content-type": content_type.encode("latin-1")} if content_type else {}
     response = client.post("/_mockllm/scenarios", content=body, headers=sent)
     check_answer(response, "/_mockllm/scenarios")
     if response.status_code == 201:
