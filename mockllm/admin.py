@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,12 @@ if TYPE_CHECKING:
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response, UTF-8 kept as is."""
-    return Response(json.dumps(payload, ensure_ascii=False), status, dict(headers or {}), "application/json")
+    try:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a journaled body of an unknown route, say) is no UTF-8: escape it as JSON allows.
+        body = json.dumps(payload).encode()
+    return Response(body, status, dict(headers or {}), "application/json")
 
 
 def _admin_error(status: int, message: str) -> Response:
@@ -44,7 +50,15 @@ class AdminRoutes:
         ]
 
     async def health(self, request: Request) -> Response:
-        return json_response({"status": "ok", "version": __version__, "scenarios": len(self.state.scenarios.all())})
+        # `tasks`: the event loop's live tasks, which a leak (a stream never closed) makes grow (bench/soak.py).
+        return json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "scenarios": len(self.state.scenarios.all()),
+                "tasks": len(asyncio.all_tasks()),
+            }
+        )
 
     async def get_scenarios(self, request: Request) -> Response:
         runtime = {id(s) for s in self.state.scenarios.runtime_scenarios}

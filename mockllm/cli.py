@@ -354,7 +354,11 @@ def _serve(args: argparse.Namespace) -> int:
             extra={"fields": {"event": "exit", "code": 1}},
         )
         return 1
-    state = MockState(scenarios, settings)
+    try:
+        state = MockState(scenarios, settings)
+    except ValueError as exc:  # an --out folder that cannot be written
+        log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 1}})
+        return 1
     state.listeners.append(log_request)
     try:
         sock = bind_socket(args.host, args.port)

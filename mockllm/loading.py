@@ -168,6 +168,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
             "the text holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not a character; fix the escape"
         )
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
+    except yaml.MarkedYAMLError as exc:  # a scalar with a tag the safe loader refuses (`!!python/object`, `!x`)
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        message = f"YAML error: {exc.problem}; scenario files hold plain YAML: remove the tag"
+        raise ScenarioError([Problem(source, line, "", message)]) from None
 
 
 def _format_path(path: Iterable[str | int]) -> str:

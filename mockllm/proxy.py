@@ -21,7 +21,7 @@ from .faults import error_reply
 from .journal import Entry
 from .matching import Scenarios
 from .protocols.base import request_id
-from .recording import Recorder, parse_upstream
+from .recording import Recorder, parse_upstream, prepare_out
 from .transport import reset_connection
 
 log = logging.getLogger("mockllm")
@@ -216,7 +216,8 @@ class ProxyResponse:
                         entry.chunk_times.append(at)
                 else:
                     parts.append(chunk)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not streamed:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except httpx.TimeoutException as exc:
             what = f"timed out mid-answer ({type(exc).__name__})"
             return await self._broken(scope, send, upstream.status_code if started else None, 504, what)
@@ -238,6 +239,16 @@ class ProxyResponse:
             # The client already has its answer; say loudly that the recording is lost.
             log.error("mockllm could not write the recording of %s %s: %s", self.method, self.url, exc)
             entry.error = {"status": upstream.status_code, "type": "recording_failed", "message": str(exc)}
+            if streamed and not tail:  # after a cut-off last line a comment would glue onto it
+                # An SSE comment line, which every SDK skips (WHATWG SSE, wire-formats.md §1): a client reading
+                # the raw stream learns why nothing was recorded. A non-streamed body is complete already, and
+                # a trailer is no option (HTTP/1.1 trailers need chunked encoding the client asked for): the
+                # journal and the log tell that case.
+                note = " ".join(f"mockllm could not record this answer: {exc}".split())
+                await send({"type": "http.response.body", "body": f": {note}\n\n".encode(), "more_body": True})
+        if streamed:
+            # A stream ends only after its recording is saved (or reported), so that the note can reach it.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         return upstream.status_code, "complete"
 
     async def _fail(self, send: Send, status: int, what: str) -> tuple[int, str]:
@@ -280,5 +291,7 @@ def _cause(exc: BaseException) -> str:
 def make_proxy(settings: Any, scenarios: Scenarios) -> Proxy:
     """The proxy and recorder a server's settings ask for (`record` other than `none`)."""
     out = Path(settings.out) if settings.out else None
+    if out is not None:
+        prepare_out(out)  # a folder that cannot be written is an error now, not at the first recording
     recorder = Recorder(scenarios, settings.record, parse_upstream(settings.upstream), tuple(settings.redact), out=out)
     return Proxy(recorder, timeout=settings.upstream_timeout)

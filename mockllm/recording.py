@@ -7,6 +7,7 @@ what `mockllm serve` loads and replays, and a new recording is served at once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -14,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,6 +289,33 @@ def check_record_settings(
             ) from None
     if not upstream_timeout > 0:
         raise ValueError(f"upstream_timeout={upstream_timeout!r} must be more than 0 seconds")
+
+
+# A temporary file of `write_atomically` (`.<name>.<random>.tmp`): never loaded (not .yaml), and removed at start-up
+# once it is older than any write in progress could be (a server killed mid-write leaves one behind).
+_STALE_AFTER = 300.0
+
+
+def prepare_out(out: str | Path) -> None:
+    """Make sure recordings can be written to `out` (created if missing) before the server starts, and remove the
+    temporary files a killed server left there; ValueError naming the folder and the fix if it cannot be written."""
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mockllm-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(
+            f"out={str(out)!r} cannot hold recordings ({reason}); give a writable folder (or one that can be "
+            f"created) to --out"
+        ) from None
+    now = time.time()
+    for stale in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > _STALE_AFTER:
+                stale.unlink()
 
 
 def recordings_in(out: str | Path | None) -> list[Path]:

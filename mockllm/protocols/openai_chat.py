@@ -191,14 +191,16 @@ def _tool_results(messages: list[Any]) -> list[str]:
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
     if last < 0:
         return []
-    ids = {}
+    ids: dict[str, Any] = {}
     for call in messages[last].get("tool_calls") or ():
-        if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
-            ids[call.get("id")] = call["function"].get("name")
+        # Only string ids pair a call with its result (a malformed id, a list say, must not make a 500).
+        if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping) and isinstance(call.get("id"), str):
+            ids[call["id"]] = call["function"].get("name")
     names = []
     for message in messages[last + 1 :]:
         if message.get("role") == "tool":
-            name = ids.get(message.get("tool_call_id"), message.get("name"))
+            call_id = message.get("tool_call_id")
+            name = ids.get(call_id, message.get("name")) if isinstance(call_id, str) else message.get("name")
             if isinstance(name, str):
                 names.append(name)
         elif message.get("role") == "function" and isinstance(message.get("name"), str):
