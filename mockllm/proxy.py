@@ -280,5 +280,7 @@ def _cause(exc: BaseException) -> str:
 def make_proxy(settings: Any, scenarios: Scenarios) -> Proxy:
     """The proxy and recorder a server's settings ask for (`record` other than `none`)."""
     out = Path(settings.out) if settings.out else None
-    recorder = Recorder(scenarios, settings.record, parse_upstream(settings.upstream), tuple(settings.redact), out=out)
+    secrets = tuple(value for value in (settings.api_key, settings.admin_token) if value)
+    upstreams = parse_upstream(settings.upstream)
+    recorder = Recorder(scenarios, settings.record, upstreams, tuple(settings.redact), out=out, secrets=secrets)
     return Proxy(recorder, timeout=settings.upstream_timeout)

@@ -127,23 +127,35 @@ class _Helper:
             assert process.stdin is not None
             assert process.stdout is not None
             payload = json.dumps([regex.pattern, regex.flags, text]).encode()
-            process.stdin.write(struct.pack(">I", len(payload)) + payload)
-            process.stdin.flush()
+            try:
+                process.stdin.write(struct.pack(">I", len(payload)) + payload)
+                process.stdin.flush()
+            except OSError:  # the helper died (killed from outside): start another next time
+                _discard(process)
+                self._process = None
+                raise RegexTimeout(regex.pattern) from None
             ready, _, _ = select.select([process.stdout], [], [], budget)
             answer = process.stdout.read(1) if ready else b""
             if answer in (b"0", b"1"):
                 return answer == b"1"
-            process.kill()
-            process.wait()
+            _discard(process)
             self._process = None
             raise RegexTimeout(regex.pattern)
 
     def close(self) -> None:
+        """Stop the helper process (the next search starts another)."""
         with self._lock:
             if self._process is not None:
-                self._process.kill()
-                self._process.wait()
+                _discard(self._process)
                 self._process = None
+
+
+def _discard(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
 
 
 _helper = _Helper()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from .app import MockApp, MockState, Settings
+from .guard import exposure_warning, in_container
 from .loading import load_scenarios, load_text
 from .recording import recordings_in
 from .scenarios import Scenario
@@ -118,6 +120,9 @@ class MockServer:
         """Start serving; returns once the server accepts connections (or raises its start-up error)."""
         if self._thread is not None:
             return self
+        exposed = exposure_warning(self.host, self.settings.api_key, in_container())
+        if exposed is not None:
+            logging.getLogger("mockllm").warning("%s", exposed)
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn_config(
