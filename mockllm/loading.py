@@ -192,6 +192,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
     except _DuplicateKey as exc:
         message = f"the key `{exc.key}` appears twice in this mapping (first on line {exc.first}); keep one"
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
+    except yaml.MarkedYAMLError as exc:  # a tag SafeLoader does not know (`!include`, `!!python/...`)
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        message = f"{exc.problem}; scenario files take plain YAML values: drop the tag"
+        raise ScenarioError([Problem(source, line, "", message)]) from None
     except _AliasBomb as exc:
         message = (
             f"aliases (`*name`) repeat the value that starts on this line, and the values it holds, over "

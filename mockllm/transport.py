@@ -77,7 +77,7 @@ class TrackingH11Protocol(H11Protocol):
             self.request_timeout,
             extra={"fields": {"event": "request_timeout", "client": peer}},
         )
-        if self.conn.our_state is h11.IDLE:  # nothing answered yet: say why, as a server's 408 does
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # nothing answered yet: say why, as a 408
             message = (
                 f"mockllm closes a connection whose request does not arrive in full within {self.request_timeout:g} "
                 f"s (--request-timeout); send the request at once, or raise --request-timeout.\n"
