@@ -363,7 +363,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 2}})
         return 2
     # The configured key and token are scrubbed from every log line too, whatever they look like.
-    redact_logs([*settings.redact, *(re.escape(secret) for secret in secrets_of(settings))])
+    redact_logs(settings.redact, secrets_of(settings))
     try:
         scenarios = load_scenarios([*args.paths, *recordings_in(args.out)])
     except ScenarioError as exc:

@@ -100,7 +100,8 @@ def test_a_refused_request_is_journaled_without_the_key(keyed: MockServer) -> No
                headers={"authorization": "Bearer sk-not-it-1234567890"})  # fmt: skip
     [entry] = keyed.state.journal.entries()
     assert entry.status == 401
-    assert entry.error is not None and entry.error["type"] == "invalid_request_error"
+    assert entry.error is not None
+    assert entry.error["type"] == "invalid_request_error"
     text = json.dumps(entry.to_json())
     assert KEY not in text
     assert "sk-not-it-1234567890" not in text
@@ -211,7 +212,8 @@ def test_bad_guard_settings(options: dict[str, Any], problem: str) -> None:
 def test_binding_every_interface_outside_a_container_warns() -> None:
     warning = exposure_warning("0.0.0.0", None, container=False)
     assert warning is not None
-    assert "--api-key" in warning and "127.0.0.1" in warning
+    assert "--api-key" in warning
+    assert "127.0.0.1" in warning
     assert exposure_warning("::", None, container=False) is not None
     assert exposure_warning("0.0.0.0", KEY, container=False) is not None  # still exposed, but guarded
     assert KEY not in (exposure_warning("0.0.0.0", KEY, container=False) or "")
@@ -235,7 +237,8 @@ def test_the_dockerfile_says_it_runs_in_a_container() -> None:
     from conftest import ROOT
 
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert "MOCKLLM_IN_CONTAINER=1" in text and "MOCKLLM_HOST=0.0.0.0" in text
+    assert "MOCKLLM_IN_CONTAINER=1" in text
+    assert "MOCKLLM_HOST=0.0.0.0" in text
 
 
 def test_mask() -> None:

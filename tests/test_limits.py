@@ -21,8 +21,7 @@ HELLO: Any = [{"role": "user", "content": "Say hello"}]
 
 
 def _connect(server: MockServer) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    return sock
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
 
 
 def _trickle_until_closed(sock: socket.socket, piece: bytes, limit: float) -> tuple[float, bytes]:
@@ -185,12 +184,14 @@ def test_lorem_with_an_absurd_max_tokens_stays_bounded(start_server: StartServer
         reply = client.chat.completions.create(model="m", messages=HELLO, max_tokens=10**9)
         took = time.monotonic() - started
     assert took < 20
-    assert reply.usage is not None and reply.usage.completion_tokens == LOREM_LIMIT
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == LOREM_LIMIT
     assert reply.choices[0].finish_reason == "stop"  # cut by mockllm's bound, not by max_tokens
     small = openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0)
     with small:
         cut = small.chat.completions.create(model="m", messages=HELLO, max_tokens=7)
-    assert cut.usage is not None and cut.usage.completion_tokens == 7
+    assert cut.usage is not None
+    assert cut.usage.completion_tokens == 7
     assert cut.choices[0].finish_reason == "length"
 
 
@@ -214,7 +215,8 @@ def test_an_alias_bomb_is_refused_fast() -> None:
     [problem] = caught.value.problems
     assert problem.source == "laughs.yaml"
     assert problem.line == 4  # where the value the aliases repeat starts
-    assert "billion laughs" in problem.message and str(MAX_ALIAS_EXPANSION) in problem.message
+    assert "billion laughs" in problem.message
+    assert str(MAX_ALIAS_EXPANSION) in problem.message
 
 
 def test_a_few_aliases_are_fine() -> None:

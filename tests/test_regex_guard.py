@@ -16,7 +16,8 @@ from mockllm.loading import ScenarioError, load_text
 
 @pytest.mark.parametrize("pattern", ["(a+)+$", r"(\w+\s?)*$", "((a*))+b", "(x*y?){2,}"])
 def test_exponential_shapes_are_refused_at_load_with_file_and_line(pattern: str) -> None:
-    text = f"version: 1\nscenarios:\n  - id: bad\n    when:\n      prompt: {{regex: '{pattern}'}}\n    reply: {{text: ok}}\n"
+    text = "version: 1\nscenarios:\n  - id: bad\n    when:\n"
+    text += f"      prompt: {{regex: '{pattern}'}}\n    reply: {{text: ok}}\n"
     started = time.monotonic()
     with pytest.raises(ScenarioError) as caught:
         load_text(text, "bad.yaml")
