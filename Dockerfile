@@ -13,6 +13,7 @@ RUN python -m pip wheel --no-cache-dir --no-deps --disable-pip-version-check --w
 # Stage 2: install the wheel (and its few dependencies) into a clean image; no source, no build tools.
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
+    MOCKLLM_IN_CONTAINER=1 \
     PYTHONUNBUFFERED=1 \
     MOCKLLM_HOST=0.0.0.0 \
     MOCKLLM_PORT=8000

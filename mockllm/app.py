@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from .admin import AdminRoutes
 from .conversations import Conversations
 from .dialect_routes import DialectRoutes, ForcedRoute
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
+from .guard import DEFAULT_MAX_BODY, Guard, check_guard_settings
 from .journal import Entry, Journal
 from .loading import load_scenarios
 from .matching import Scenarios, UnknownScenario
@@ -72,6 +74,7 @@ _LOREM = (
     "consequat."
 )
 _LOREM_TOKENS = tokenize(_LOREM)
+LOREM_LIMIT = 128_000  # tokens: the most any current model writes in one reply
 
 
 def lorem(count: int) -> list[str]:
@@ -96,6 +99,10 @@ class Settings:
     redact: list[str] = field(default_factory=list)
     upstream_timeout: float = 600.0  # seconds to wait for the upstream's answer
     validate: str = "strict"  # strict | warn | off: the real APIs' contract rules (DESIGN.md "No false greens")
+    max_body: int = DEFAULT_MAX_BODY  # bytes; a larger request body gets a 413 (guard.py)
+    request_timeout: float = 30.0  # seconds for a request to arrive in full (transport.py), not scaled
+    api_key: str | None = None  # when set, API requests must carry it (guard.py)
+    admin_token: str | None = None  # when set, the admin API demands it (guard.py)
 
     def __post_init__(self) -> None:
         check_record_settings(self.record, self.upstream, self.out, self.redact, self.upstream_timeout)
@@ -109,6 +116,7 @@ class Settings:
             raise ValueError(f"validate={self.validate!r} is not a mode; use one of {', '.join(VALIDATE_MODES)}")
         if self.journal_size < 1:
             raise ValueError(f"journal_size={self.journal_size!r} is too small; use 1 or more")
+        check_guard_settings(self.max_body, self.request_timeout, self.api_key, self.admin_token)
 
 
 class MockState:
@@ -188,7 +196,7 @@ class MockApp:
         raw = await request.body()
         try:
             body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # bad JSON or UTF-8, too deep, an integer over Python's 4300 digits
             entry.body = raw.decode("utf-8", "replace")
             return self._error(entry, error_reply(400, protocol.API, dialect, rid, message=BAD_JSON))
         if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
@@ -296,8 +304,11 @@ class MockApp:
         if mode == "echo":
             return Reply(text=parsed.prompt or "")
         if mode == "lorem":
-            # Exactly `max_tokens` tokens (50 without it), cut as a real server cuts a reply at max_tokens.
-            return Reply(chunks=lorem(parsed.max_tokens or 50), finish_reason="length" if parsed.max_tokens else None)
+            # Exactly `max_tokens` tokens (50 without it), cut as a real server cuts a reply at max_tokens; never more
+            # than LOREM_LIMIT, so that an absurd max_tokens (10**9) costs no memory (a real model stops far sooner).
+            wanted = parsed.max_tokens or 50
+            cut = parsed.max_tokens is not None and wanted <= LOREM_LIMIT
+            return Reply(chunks=lorem(min(wanted, LOREM_LIMIT)), finish_reason="length" if cut else None)
         return None
 
     def _fires(self, probability: float | None) -> bool:
@@ -358,7 +369,7 @@ class MockApp:
         raw = await request.body()
         try:
             entry.body = json.loads(raw) if raw else None
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             entry.body = raw.decode("utf-8", "replace")
         entry.miss = unknown_route_message(request.method, path, ROUTES)
         # An Anthropic client's path gets Anthropic's error shape, so that its SDK reads the message.
@@ -388,7 +399,9 @@ class MockApp:
         routes.append(
             Route("/{path:path}", self.not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
         )
-        app = Starlette(routes=routes, lifespan=self._lifespan)
+        # The guard answers 401 and 413 before any route, and hands the body it read on (guard.py).
+        guard = Middleware(Guard, state=self.state, finish=self._finish)
+        app = Starlette(routes=routes, middleware=[guard], lifespan=self._lifespan)
         app.state.mock = self.state
         return app
 

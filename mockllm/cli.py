@@ -75,6 +75,18 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def _size(text: str) -> int:
+    """A size in bytes: `10485760`, `10MB`, `512KiB` (KB and MB are powers of 1000, KiB and MiB of 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give bytes like 10485760, or 10MB, 512KiB")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -118,6 +130,15 @@ SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | N
         "requests the real API would refuse: strict (its 400), warn (answer, log and journal the violation), off",
         ("strict", "warn", "off"),
     ),
+    "max-body": (_size, "10MB", "the largest request body accepted (bytes, or 10MB, 512KiB); larger gets a 413", None),
+    "request-timeout": (
+        _duration,
+        "30s",
+        "close a connection whose request does not arrive in full this long after its first byte (not scaled)",
+        None,
+    ),
+    "api-key": (str, None, "demand this API key on API requests (Authorization: Bearer, x-api-key, api-key)", None),
+    "admin-token": (str, None, "demand this token on the admin API (Bearer or x-mockllm-admin-token)", None),
 }
 # Boolean switches: `--NAME` turns it on; MOCKLLM_<NAME>=1/true/yes/on (or 0/false/no/off) sets the default.
 SERVE_SWITCHES: dict[str, str] = {
@@ -312,6 +333,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import MockApp, MockState, Settings
+    from .guard import exposure_warning, in_container, secrets_of
     from .loading import ScenarioError, load_scenarios
     from .logs import log_request, redact_logs
     from .reload import ScenarioWatcher
@@ -332,11 +354,16 @@ def _serve(args: argparse.Namespace) -> int:
             redact=list(args.redact or []),
             upstream_timeout=args.upstream_timeout,
             validate=args.validate,
+            max_body=args.max_body,
+            request_timeout=args.request_timeout,
+            api_key=args.api_key,
+            admin_token=args.admin_token,
         )
     except ValueError as exc:
         log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 2}})
         return 2
-    redact_logs(settings.redact)
+    # The configured key and token are scrubbed from every log line too, whatever they look like.
+    redact_logs(settings.redact, secrets_of(settings))
     try:
         scenarios = load_scenarios([*args.paths, *recordings_in(args.out)])
     except ScenarioError as exc:
@@ -367,6 +394,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
+    exposed = exposure_warning(args.host, settings.api_key, in_container())
+    if exposed is not None:
+        log.warning("%s", exposed, extra={"fields": {"event": "exposed", "host": args.host}})
     log.info(
         "mockllm %s serving %d scenario%s from %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)",
         __version__,
@@ -395,6 +425,7 @@ def _serve(args: argparse.Namespace) -> int:
         # On SIGTERM uvicorn stops accepting, lets responses in progress end, and cancels them after this long.
         timeout_graceful_shutdown=args.grace,
         lifespan=state.proxy is not None,
+        request_timeout=settings.request_timeout,
     )
     server = uvicorn.Server(config)
     if state.proxy is not None:

@@ -98,21 +98,50 @@ class _DuplicateKey(Exception):
         self.first = first
 
 
-def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines) -> Any:
+# Values an alias (`*name`) may repeat in one document. A "billion laughs" document nests aliases of aliases: a few
+# hundred bytes that expand to billions of values. Scenario files use aliases sparingly, if at all.
+MAX_ALIAS_EXPANSION = 20_000
+
+
+class _AliasBomb(Exception):
+    def __init__(self, line: int, path: tuple[str | int, ...]) -> None:
+        self.line = line
+        self.path = path
+
+
+@dataclass
+class _Expansion:
+    """Counts the values built again through aliases (a node met a second time is an alias's copy)."""
+
+    seen: set[int] = field(default_factory=set)
+    repeated: int = 0
+
+    def visit(self, node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if id(node) in self.seen:
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_EXPANSION:
+                raise _AliasBomb(node.start_mark.line + 1, path)
+        else:
+            self.seen.add(id(node))
+
+
+def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines, expansion: _Expansion | None = None) -> Any:
+    expansion = expansion if expansion is not None else _Expansion()
+    expansion.visit(node, path)
     lines.by_path[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _construct(key_node, (*path, "<key>"), lines)
+            key = _construct(key_node, (*path, "<key>"), lines, expansion)
             if not isinstance(key, str | int | float | bool) or key is None:
                 key = str(key)
             if key in result:
                 raise _DuplicateKey(str(key), key_node.start_mark.line + 1, (*path, key), lines.key_lines[(*path, key)])
             lines.key_lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, (*path, key), lines)
+            result[key] = _construct(value_node, (*path, key), lines, expansion)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, index), lines) for index, item in enumerate(node.value)]
+        return [_construct(item, (*path, index), lines, expansion) for index, item in enumerate(node.value)]
     # Scalars: let SafeLoader resolve the tag (int, float, bool, null, str) the way safe_load would.
     loader = yaml.SafeLoader("")
     try:
@@ -163,15 +192,22 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
     except _DuplicateKey as exc:
         message = f"the key `{exc.key}` appears twice in this mapping (first on line {exc.first}); keep one"
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
+    except yaml.MarkedYAMLError as exc:  # a tag SafeLoader does not know (`!include`, `!!python/...`)
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        message = f"{exc.problem}; scenario files take plain YAML values: drop the tag"
+        raise ScenarioError([Problem(source, line, "", message)]) from None
+    except _AliasBomb as exc:
+        message = (
+            f"aliases (`*name`) repeat the value that starts on this line, and the values it holds, over "
+            f'{MAX_ALIAS_EXPANSION} times: the document would expand without bound (a "billion laughs" document), '
+            f"so it is refused; write the values out, or alias fewer and smaller values"
+        )
+        raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
     except _BadText as exc:
         message = (
             "the text holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not a character; fix the escape"
         )
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
-    except yaml.MarkedYAMLError as exc:  # a scalar with a tag the safe loader refuses (`!!python/object`, `!x`)
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        message = f"YAML error: {exc.problem}; scenario files hold plain YAML: remove the tag"
-        raise ScenarioError([Problem(source, line, "", message)]) from None
 
 
 def _format_path(path: Iterable[str | int]) -> str:

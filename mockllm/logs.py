@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .journal import Entry
@@ -101,9 +103,10 @@ def configure_logging(log_format: str = "plain", level: str = "info", stream: Te
     logging.captureWarnings(True)
 
 
-def redact_logs(patterns: list[str] | tuple[str, ...]) -> None:
-    """Scrub these `--redact` patterns from every log line too (API keys and bearer tokens always are)."""
-    _Redacting.patterns = tuple(patterns)
+def redact_logs(patterns: Sequence[str], secrets: Sequence[str] = ()) -> None:
+    """Scrub these `--redact` patterns from every log line too (API keys and bearer tokens always are), and the
+    server's own `secrets` (`--api-key`, `--admin-token`) whatever they look like."""
+    _Redacting.patterns = (*patterns, *(re.escape(secret) for secret in secrets if secret))
 
 
 def reset_logging() -> None:

@@ -293,5 +293,7 @@ def make_proxy(settings: Any, scenarios: Scenarios) -> Proxy:
     out = Path(settings.out) if settings.out else None
     if out is not None:
         prepare_out(out)  # a folder that cannot be written is an error now, not at the first recording
-    recorder = Recorder(scenarios, settings.record, parse_upstream(settings.upstream), tuple(settings.redact), out=out)
+    secrets = tuple(value for value in (settings.api_key, settings.admin_token) if value)
+    upstreams = parse_upstream(settings.upstream)
+    recorder = Recorder(scenarios, settings.record, upstreams, tuple(settings.redact), out=out, secrets=secrets)
     return Proxy(recorder, timeout=settings.upstream_timeout)

@@ -169,6 +169,7 @@ class Recorder:
         redact: tuple[str, ...] = (),
         out: Path | None = None,
         cassette: Path | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"record={mode!r} is not a record mode; use one of {', '.join(MODES)}")
@@ -176,7 +177,9 @@ class Recorder:
         self.mode = mode
         self.upstreams = dict(upstreams)
         self.patterns = tuple(redact)
-        self.scrub = redactor(self.patterns)
+        # The server's own --api-key and --admin-token are scrubbed too (an upstream may echo a key back), but not
+        # stored among the file's `recorded.redact` patterns, which would write them down.
+        self.scrub = redactor((*self.patterns, *(re.escape(secret) for secret in secrets)))
         self.out = out
         self._lock = threading.Lock()
         self._target = Target(cassette, {})  # this run's (and, for a cassette, the file's) recordings

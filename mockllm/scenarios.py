@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic import BeforeValidator as _Before
 
+from . import regex_guard
 from .timing import parse_duration
 from .tokens import tokenize
 
@@ -133,6 +134,7 @@ class StringCondition(_Model):
                 self._pattern = re.compile(self.regex)
             except re.error as exc:
                 raise ValueError(f"regex {self.regex!r} does not compile: {exc}") from None
+            regex_guard.check_pattern(self.regex)  # shapes that backtrack exponentially are refused at load
         return self
 
     def test(self, value: str) -> bool:
@@ -142,7 +144,7 @@ class StringCondition(_Model):
         if self.contains is not None:
             return self.contains in value
         if self._pattern is not None:
-            return self._pattern.search(value) is not None
+            return regex_guard.search(self._pattern, value)  # bounded time (regex_guard.py)
         assert self.glob is not None  # guaranteed by _from_plain
         return fnmatch.fnmatchcase(value, self.glob)
 
@@ -151,7 +153,8 @@ class StringCondition(_Model):
         if self.exact is not None:
             return json.dumps(self.exact)
         op = next(op for op in _STRING_OPS[1:] if getattr(self, op) is not None)
-        return f"{op} {json.dumps(getattr(self, op))}"
+        slow = regex_guard.describe_slow(self.regex) if self.regex is not None else ""
+        return f"{op} {json.dumps(getattr(self, op))}{slow}"
 
 
 class MessageCondition(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import threading
 import time
@@ -15,10 +16,11 @@ from typing import Any
 import uvicorn
 
 from .app import MockApp, MockState, Settings
+from .guard import exposure_warning, in_container
 from .loading import load_scenarios, load_text
 from .recording import recordings_in
 from .scenarios import Scenario
-from .transport import TrackingH11Protocol
+from .transport import h11_protocol
 
 
 class PortInUseError(OSError):
@@ -48,12 +50,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, log_level: str = "warning", lifespan: bool = False, **extra: Any) -> uvicorn.Config:
-    """The uvicorn configuration mockllm runs with: h11 with connection tracking, no access log of its own, and the
-    app's lifespan only when it has something to close (the proxy's upstream connections)."""
+def uvicorn_config(
+    app: Any, log_level: str = "warning", lifespan: bool = False, request_timeout: float = 30.0, **extra: Any
+) -> uvicorn.Config:
+    """The uvicorn configuration mockllm runs with: h11 with connection tracking and the request-read timeout, no
+    access log of its own, and the app's lifespan only when it has something to close (the proxy's upstream
+    connections). h11 refuses a header block over 16 KiB (its default) with a 400 and a close."""
     return uvicorn.Config(
         app,
-        http=TrackingH11Protocol,
+        http=h11_protocol(request_timeout),
         lifespan="on" if lifespan else "off",
         access_log=False,
         log_level=log_level,
@@ -68,7 +73,8 @@ class MockServer:
 
     `MockServer(paths=["scenarios/"], time_scale=0)` accepts the `serve` options in snake case (`dialect`,
     `models`, `time_scale`, `seed`, `journal_size`, `fallback`, and for record and replay `upstream`, `record`,
-    `out`, `redact`, `upstream_timeout`; `validate`: strict, warn or off). `url` is `http://127.0.0.1:<port>`.
+    `out`, `redact`, `upstream_timeout`; `validate`: strict, warn or off; and the guards `max_body` (bytes),
+    `request_timeout` (seconds), `api_key`, `admin_token`). `url` is `http://127.0.0.1:<port>`.
     """
 
     def __init__(
@@ -114,9 +120,15 @@ class MockServer:
         """Start serving; returns once the server accepts connections (or raises its start-up error)."""
         if self._thread is not None:
             return self
+        exposed = exposure_warning(self.host, self.settings.api_key, in_container())
+        if exposed is not None:
+            logging.getLogger("mockllm").warning("%s", exposed)
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn_config(self.app, lifespan=self.state.proxy is not None))
+        config = uvicorn_config(
+            self.app, lifespan=self.state.proxy is not None, request_timeout=self.settings.request_timeout
+        )
+        server = uvicorn.Server(config)
         self._server = server
 
         def run() -> None:

@@ -31,6 +31,10 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "redact": ("acct-[0-9]+\nsecret-\\w+", ["acct-[0-9]+", "secret-\\w+"]),
     "upstream-timeout": ("2s", 2.0),
     "validate": ("warn", "warn"),
+    "max-body": ("512KiB", 512 * 1024),
+    "request-timeout": ("5s", 5.0),
+    "api-key": ("mock-key-Zq81", "mock-key-Zq81"),
+    "admin-token": ("admin-Zq81", "admin-Zq81"),
 }
 
 
