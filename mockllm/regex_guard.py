@@ -15,6 +15,7 @@ signals). Two guards, with no new dependency:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import re
@@ -159,6 +160,7 @@ def _discard(process: subprocess.Popen[bytes]) -> None:
 
 
 _helper = _Helper()
+atexit.register(_helper.close)  # no helper process outlives the server (or a test run)
 _simple: dict[str, bool] = {}
 # pattern -> the shortest text length it ran over budget on (for the miss explanation)
 slow: dict[str, int] = {}
