@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import given as given_
 from hypothesis import strategies as st
+from mutation import key_paths
 
 from mockllm import MockServer
 from mockllm.loading import load_text
@@ -96,24 +97,12 @@ json_values = st.recursive(
 KEYS = sorted({key for body in VALID_BODIES for key in body} | {"n", "stop", "tool_choice", "response_format"})
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every key path inside a JSON value."""
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*prefix, index))
-    return found
-
-
 @st.composite
 def mutated_bodies(draw: st.DrawFn) -> Any:
     """A real request with one to three of its values replaced, removed or added."""
     body: Any = json.loads(json.dumps(draw(st.sampled_from(VALID_BODIES))))
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_paths(body)))
+        path = draw(st.sampled_from(key_paths(body)))
         if not path:
             if draw(st.booleans()):
                 body[draw(st.sampled_from(KEYS))] = draw(json_values)

@@ -21,6 +21,7 @@ from conftest import EXAMPLES
 from hypothesis import HealthCheck, settings
 from hypothesis import given as given_
 from hypothesis import strategies as st
+from mutation import key_paths
 
 from mockllm import MockServer
 from mockllm.cli import main
@@ -50,17 +51,6 @@ KEYS = sorted(
 )  # fmt: skip
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*prefix, index))
-    return found
-
-
 @st.composite
 def mutated_documents(draw: st.DrawFn) -> Any:
     """An example document, or a few of its scenarios, with one to three values replaced, removed or added."""
@@ -70,7 +60,7 @@ def mutated_documents(draw: st.DrawFn) -> Any:
         picked = draw(st.lists(st.sampled_from(SCENARIOS), min_size=1, max_size=3))
         document = json.loads(json.dumps({"version": 1, "scenarios": picked}))
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_paths(document)))
+        path = draw(st.sampled_from(key_paths(document)))
         if not path:
             document = draw(json_values) if draw(st.integers(0, 9)) == 0 else document
             if not isinstance(document, dict):
