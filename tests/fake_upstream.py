@@ -1,8 +1,8 @@
 """`FakeUpstream`: a stand-in for the real OpenAI and Anthropic APIs on 127.0.0.1, for the record/replay tests.
 
 There is no internet in the test environment, so the proxy and recorder are tested against this server. It speaks
-the wire formats of the project's reference notes on the wire formats (wire-formats.md) (bodies in `fake_upstream_render.py`) and can be
-scripted per test: fail the next request, hold a stream after its first chunk, reset the connection mid-stream,
+the wire formats the project's reference notes describe (wire-formats.md; bodies in `fake_upstream_render.py`) and
+can be scripted per test: fail the next request, hold a stream after its first chunk, reset the connection mid-stream,
 delay the status line, or answer with the exact bytes of a capture file. Every request it receives is recorded.
 
     with FakeUpstream() as upstream:
