@@ -2,7 +2,7 @@
 
 Written independently of `mockllm/` on purpose: the fake stands in for the real APIs in the record/replay tests,
 so it must not share code (or bugs) with the server under test. Every shape cites
-the project's reference notes on the wire formats (wire-formats.md) (copied facts, invented ids).
+the project's reference notes on the wire formats, wire-formats.md (copied facts, invented ids).
 """
 
 from __future__ import annotations
