@@ -9,6 +9,7 @@ client a 502/504 in its protocol's error shape and writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -234,7 +235,8 @@ class ProxyResponse:
         if streamed and tail:
             raw["tail"] = recorder.scrub.text(tail.decode("utf-8", "replace"))
         try:
-            entry.scenario = recorder.save(self.api, self.parsed_body, raw, self.target)
+            # In a thread: the write is flushed to disk (fsync), which must not stall the other streams.
+            entry.scenario = await asyncio.to_thread(recorder.save, self.api, self.parsed_body, raw, self.target)
         except OSError as exc:
             # The client already has its answer; say loudly that the recording is lost.
             log.error("mockllm could not write the recording of %s %s: %s", self.method, self.url, exc)
