@@ -103,7 +103,9 @@ def replay(
         return PacedResponse(
             entry, raw.status, headers, [body], [delay], delay, applied, [], scale, finished, streamed=False
         )
-    frames = frames_of(raw.events)
+    if raw._frames is None:
+        raw._frames = frames_of(raw.events)  # a recording's bytes never change: encode and classify them once
+    frames = list(raw._frames)
     offsets = [event.at for event in raw.events]
     if raw.tail:
         frames.append(Frame(raw.tail.encode(), "tail"))

@@ -383,6 +383,8 @@ class RawReply(_Model):
     events: list[RawEvent] | None = None
     tail: str | None = None
     at: Annotated[float | None, Field(ge=0)] = None
+    # The events encoded and classified once, on first replay (`replay.frames_of`), not on every request.
+    _frames: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _body_or_events(self) -> RawReply:
