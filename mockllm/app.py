@@ -257,20 +257,7 @@ class MockApp:
         return await self._respond(protocol, parsed, reply, dialect, rid, entry)
 
     def _forward(self, proxy: Proxy, api: str, request: Request, raw: bytes, body: Any, entry: Entry) -> ProxyResponse:
-        scope = request.scope
-        query = scope.get("query_string", b"").decode("latin-1")
-        return proxy.forward(
-            api,
-            request.method,
-            request.url.path,
-            query,
-            request.headers,
-            raw,
-            body,
-            entry,
-            self._finish,
-            self.state.settings.dialect,
-        )
+        return ProxyResponse(proxy, api, request, raw, body, entry, self._finish, self.state.settings.dialect)
 
     async def recorded_models(self, request: Request) -> Any | None:
         """`GET /v1/models[/{id}]` answered by a recording (api `models`), or forwarded upstream when recording;

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from .faults import error_reply
@@ -125,25 +126,6 @@ class Proxy:
             await self._client.aclose()
             self._client = None
 
-    def forward(
-        self,
-        api: str,
-        method: str,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        parsed_body: Any,
-        entry: Entry,
-        finished: Callable[[Entry], None],
-        dialect: str,
-    ) -> ProxyResponse:
-        """The response that forwards this request and records the answer."""
-        base = self.recorder.upstreams[api]
-        return ProxyResponse(
-            self, api, method, upstream_url(base, path, query), headers, body, parsed_body, entry, finished, dialect
-        )
-
 
 class ProxyResponse:
     """An ASGI response relaying one upstream exchange, chunk by chunk, then recording it."""
@@ -152,9 +134,7 @@ class ProxyResponse:
         self,
         proxy: Proxy,
         api: str,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
+        request: Request,
         body: bytes,
         parsed_body: Any,
         entry: Entry,
@@ -163,9 +143,10 @@ class ProxyResponse:
     ) -> None:
         self.proxy = proxy
         self.api = api
-        self.method = method
-        self.url = url
-        self.headers = forwarded_headers(headers)
+        self.method = request.method
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        self.url = upstream_url(proxy.recorder.upstreams[api], request.url.path, query)
+        self.headers = forwarded_headers(request.headers)
         self.body = body
         self.parsed_body = parsed_body
         self.entry = entry
