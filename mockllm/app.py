@@ -21,12 +21,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from . import pacing
 from .admin import AdminRoutes
 from .conversations import Conversations
 from .dialect_routes import DialectRoutes, ForcedRoute
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
+from .framecache import FrameCache
 from .guard import DEFAULT_MAX_BODY, Guard, check_guard_settings
 from .journal import Entry, Journal
 from .loading import load_scenarios
@@ -130,6 +132,7 @@ class MockState:
         self.conversations = Conversations()  # Responses API: response id -> conversation (previous_response_id)
         self.proxy = make_proxy(self.settings, self.scenarios) if self.settings.record != "none" else None
         self.listeners: list[Callable[[Entry], None]] = []
+        self.frame_cache = FrameCache()
 
     def reset(self) -> None:
         """Journal, sequence positions and runtime scenarios back to the start; the generator re-seeded."""
@@ -254,7 +257,10 @@ class MockApp:
                     check(reply, parsed, selection.scenario.name)
                 except RequestError as exc:
                     return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
-        return await self._respond(protocol, parsed, reply, dialect, rid, entry)
+        # A request the protocol renders from its body alone may reuse an identical request's frames (framecache.py).
+        cacheable = getattr(protocol, "attach", None) is None
+        source = (request.scope["path"], raw) if cacheable else None
+        return await self._respond(protocol, parsed, reply, dialect, rid, entry, source)
 
     def _forward(self, proxy: Proxy, api: str, request: Request, raw: bytes, body: Any, entry: Entry) -> ProxyResponse:
         return ProxyResponse(proxy, api, request, raw, body, entry, self._finish, self.state.settings.dialect)
@@ -302,7 +308,14 @@ class MockApp:
         return probability is None or self.state.rng.random() < probability
 
     async def _respond(
-        self, protocol: ProtocolModule, parsed: ParsedRequest, reply: Reply, dialect: str, rid: str, entry: Entry
+        self,
+        protocol: ProtocolModule,
+        parsed: ParsedRequest,
+        reply: Reply,
+        dialect: str,
+        rid: str,
+        entry: Entry,
+        source: tuple[str, bytes] | None = None,
     ) -> Any:
         settings = self.state.settings
         scale = settings.time_scale
@@ -316,24 +329,35 @@ class MockApp:
         fault = reply.fault if reply.fault is not None and self._fires(reply.fault.probability) else None
         if reply.raw is not None:  # a recording: its own bytes, headers and offsets
             return replay(reply, reply.raw, protocol.API, dialect, entry, self.state.rng, scale, fault, self._finish)
-        plan: Plan = plan_reply(reply, parsed)
         headers = {**_success_headers(protocol.API, dialect, rid), **(reply.headers or {})}
         if parsed.stream:
-            frames = protocol.render_stream(plan, parsed, dialect)
-            deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
             fault_frames: Sequence[Frame] | Callable[[int], Sequence[Frame]] = []
-            if fault is not None and fault.kind == "error_event":
-                render_error = getattr(protocol, "render_error_event", None)  # numbered events (Responses)
-                fault_frames = (
-                    render_error(plan, parsed, dialect, fault)
-                    if render_error is not None
-                    else error_event_frames(protocol.API, dialect, fault.type, fault.message)
-                )
+            if source is not None and (fault is None or fault.kind != "error_event"):
+
+                def render() -> tuple[Plan, list[Frame]]:
+                    fresh = plan_reply(reply, parsed)
+                    return fresh, protocol.render_stream(fresh, parsed, dialect)
+
+                frames, splice = self.state.frame_cache.frames((protocol.API, dialect, *source), reply, render)
+            else:
+                splice = None
+                plan = plan_reply(reply, parsed)
+                frames = protocol.render_stream(plan, parsed, dialect)
+                if fault is not None and fault.kind == "error_event":
+                    render_error = getattr(protocol, "render_error_event", None)  # numbered events (Responses)
+                    fault_frames = (
+                        render_error(plan, parsed, dialect, fault)
+                        if render_error is not None
+                        else error_event_frames(protocol.API, dialect, fault.type, fault.message)
+                    )
+            deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
             headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
             return PacedResponse(
-                entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish
-            )
+                entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish,
+                splice=splice,
+            )  # fmt: skip
         # A non-streamed reply arrives after the time the whole stream would have taken: the same frames, paced.
+        plan = plan_reply(reply, parsed)
         delay = head_delay
         if timing is not None and scale > 0:
             stream = protocol.render_stream(plan, parsed, dialect)
@@ -378,7 +402,12 @@ class MockApp:
         if self.state.proxy is not None:
             await self.state.proxy.aclose()  # the upstream connections belong to this event loop
 
-    def build(self) -> Starlette:
+    def build(self) -> MockASGI:
+        """The ASGI app: the API routes on a thin path, everything else (models, dialect paths, admin, unknown
+        paths) through Starlette. Both pass the guard first."""
+        return MockASGI(self, self.starlette())
+
+    def starlette(self) -> Starlette:
         routes = [Route(path, self._api_endpoint(protocol), methods=["POST"]) for path, protocol in ROUTES.items()]
         routes += ModelRoutes(self).routes()
         routes += DialectRoutes(self).routes()
@@ -391,6 +420,28 @@ class MockApp:
         app = Starlette(routes=routes, middleware=[guard], lifespan=self._lifespan)
         app.state.mock = self.state
         return app
+
+
+class MockASGI:
+    """mockllm's ASGI app. `POST` to an API route goes straight from the server to the handler and back: no
+    routing table and no middleware stack around every frame the stream sends (the send path is most of a stream's
+    cost). The guard still runs first. Anything else goes to the Starlette app (`starlette`, with its `state`)."""
+
+    def __init__(self, mock: MockApp, starlette: Starlette) -> None:
+        self.mock = mock
+        self.starlette = starlette
+        self.state = starlette.state
+        self._guarded_api = Guard(self._api, state=mock.state, finish=mock._finish)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in ROUTES:
+            await self._guarded_api(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.mock.handle(ROUTES[scope["path"]], Request(scope, receive))
+        await response(scope, receive, send)
 
 
 def _unanswered(api: str, dialect: str, rid: str, code: str, message: str) -> ErrorReply:
@@ -407,7 +458,7 @@ def _request_error(exc: RequestError, api: str, dialect: str, rid: str) -> Error
 
 def create_app(
     paths: Sequence[str | Path] = (), settings: Settings | None = None, state: MockState | None = None
-) -> Starlette:
+) -> MockASGI:
     """The ASGI app serving the scenarios under `paths` (raises ScenarioError for bad files)."""
     if state is None:
         state = MockState(load_scenarios(paths) if paths else [], settings)

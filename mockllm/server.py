@@ -20,7 +20,7 @@ from .guard import exposure_warning, in_container
 from .loading import load_scenarios, load_text
 from .recording import recordings_in
 from .scenarios import Scenario
-from .transport import h11_protocol
+from .transport import fast_loop, http_protocol
 
 
 class PortInUseError(OSError):
@@ -51,19 +51,27 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(
-    app: Any, log_level: str = "warning", lifespan: bool = False, request_timeout: float = 30.0, **extra: Any
+    app: Any,
+    log_level: str = "warning",
+    lifespan: bool = False,
+    request_timeout: float = 30.0,
+    http: str = "auto",
+    **extra: Any,
 ) -> uvicorn.Config:
-    """The uvicorn configuration mockllm runs with: h11 with connection tracking and the request-read timeout, no
-    access log of its own, and the app's lifespan only when it has something to close (the proxy's upstream
-    connections). h11 refuses a header block over 16 KiB (its default) with a 400 and a close."""
+    """The uvicorn configuration mockllm runs with: httptools (h11 without it) with connection tracking and the
+    request-read timeout, uvloop when installed, no access log of its own, no proxy-header rewriting, and the app's
+    lifespan only when it has something to close (the proxy's upstream connections). A request head over 16 KiB is
+    refused."""
+    extra.setdefault("loop", fast_loop())
     return uvicorn.Config(
         app,
-        http=h11_protocol(request_timeout),
+        http=http_protocol(request_timeout, http),
         lifespan="on" if lifespan else "off",
         access_log=False,
         log_level=log_level,
         log_config=None,
         timeout_keep_alive=30,
+        proxy_headers=False,
         **extra,
     )
 
@@ -74,7 +82,8 @@ class MockServer:
     `MockServer(paths=["scenarios/"], time_scale=0)` accepts the `serve` options in snake case (`dialect`,
     `models`, `time_scale`, `seed`, `journal_size`, `fallback`, and for record and replay `upstream`, `record`,
     `out`, `redact`, `upstream_timeout`; `validate`: strict, warn or off; and the guards `max_body` (bytes),
-    `request_timeout` (seconds), `api_key`, `admin_token`). `url` is `http://127.0.0.1:<port>`.
+    `request_timeout` (seconds), `api_key`, `admin_token`). `http` picks the HTTP protocol: `auto` (httptools when
+    installed, else h11), `httptools` or `h11`. `url` is `http://127.0.0.1:<port>`.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class MockServer:
         host: str = "127.0.0.1",
         port: int = 0,
         scenarios: Sequence[Scenario] = (),
+        http: str = "auto",
         **options: Any,
     ) -> None:
         unknown = set(options) - set(Settings.__dataclass_fields__)
@@ -93,6 +103,7 @@ class MockServer:
         self.paths = [Path(p) for p in paths]
         self.host = host
         self.port = port
+        self.http = http  # the HTTP protocol: auto (httptools when installed), httptools or h11
         self.settings = Settings(**options)
         # --out is replayed as well as written: what it already holds answers at once.
         files = [*self.paths, *recordings_in(self.settings.out)]
@@ -123,11 +134,15 @@ class MockServer:
         exposed = exposure_warning(self.host, self.settings.api_key, in_container())
         if exposed is not None:
             logging.getLogger("mockllm").warning("%s", exposed)
+        config = uvicorn_config(
+            self.app,
+            lifespan=self.state.proxy is not None,
+            request_timeout=self.settings.request_timeout,
+            http=self.http,
+            loop="asyncio",  # the thread runs its own asyncio.run
+        )
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn_config(
-            self.app, lifespan=self.state.proxy is not None, request_timeout=self.settings.request_timeout
-        )
         server = uvicorn.Server(config)
         self._server = server
 

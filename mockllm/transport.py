@@ -1,7 +1,9 @@
-"""Access to the client's TCP connection, for the `disconnect` fault (a real reset, not a clean close).
+"""The server's HTTP protocols: access to the client's TCP connection, and the request-read timeout.
 
-ASGI gives an app no handle on the socket, so the server runs uvicorn's h11 protocol with a subclass that
-remembers each connection's transport by the client's address; the app finds it through `scope["client"]`.
+ASGI gives an app no handle on the socket, so the server runs uvicorn's HTTP protocol with a subclass that remembers
+each connection's transport by the client's address; the `disconnect` fault finds it through `scope["client"]` and
+resets the connection (a real RST, not a clean close). The fast protocol is uvicorn's httptools one (C, llhttp); h11
+(pure Python) is the fallback when httptools is not installed.
 """
 
 from __future__ import annotations
@@ -17,49 +19,56 @@ import h11
 from starlette.types import Scope
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is the `fast` extra; without it the server runs h11
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 _transports: dict[tuple[str, int], asyncio.Transport] = {}
 log = logging.getLogger("mockllm")
+HEADER_LIMIT = 16 * 1024  # bytes of request line and headers; h11's default, enforced on httptools too
 
 
-class TrackingH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, remembering transports so that a fault can reset the connection.
+class _Tracking:
+    """What both protocols add: the transport filed by peer, and the request-read timeout.
 
-    It also closes a connection whose request does not arrive in full within `request_timeout` seconds of its first
-    byte (a slowloris client trickling the request line, the headers or the body): uvicorn's keep-alive timer stops
-    at the first byte, and nothing else bounds the wait. The timer is a network guard, not scaled by --time-scale.
-    A request that has arrived is never cut: a long stream back is the answer, not the request.
+    The timeout closes a connection whose request does not arrive in full within `request_timeout` seconds of its
+    first byte (a slowloris client trickling the request line, the headers or the body): uvicorn's keep-alive timer
+    stops at the first byte, and nothing else bounds the wait. The timer is a network guard, not scaled by
+    --time-scale. A request that has arrived is never cut: a long stream back is the answer, not the request.
     """
 
     request_timeout: float = 30.0
     _read_timer: asyncio.TimerHandle | None = None
+    _peer: tuple[str, int] | None = None
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def _track(self, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self._peer: tuple[str, int] | None = (str(peer[0]), int(peer[1]))
+            self._peer = (str(peer[0]), int(peer[1]))
             _transports[self._peer] = transport
-        else:
-            self._peer = None
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _untrack(self) -> None:
         if self._peer is not None:
             _transports.pop(self._peer, None)
         self._stop_read_timer()
-        super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+    def _reading(self) -> bool:
+        """Whether part of a request has arrived and the rest has not."""
+        raise NotImplementedError
+
+    def _answered(self) -> bool:
+        """Whether the response to the request being read has begun (then a 408 cannot be sent)."""
+        raise NotImplementedError
+
+    def _arm_read_timer(self) -> None:
         if self._reading():
             if self._read_timer is None:
                 self._read_timer = self.loop.call_later(self.request_timeout, self._read_timed_out)
         else:
             self._stop_read_timer()
-
-    def _reading(self) -> bool:
-        """Whether part of a request has arrived and the rest has not (h11: headers buffered, or the body begun)."""
-        state = self.conn.their_state
-        return state is h11.SEND_BODY or (state is h11.IDLE and bool(self.conn.trailing_data[0]))
 
     def _stop_read_timer(self) -> None:
         if self._read_timer is not None:
@@ -77,19 +86,130 @@ class TrackingH11Protocol(H11Protocol):
             self.request_timeout,
             extra={"fields": {"event": "request_timeout", "client": peer}},
         )
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # nothing answered yet: say why, as a 408
+        if not self._answered():  # nothing answered yet: say why, as a 408
             message = (
                 f"mockllm closes a connection whose request does not arrive in full within {self.request_timeout:g} "
                 f"s (--request-timeout); send the request at once, or raise --request-timeout.\n"
-            ).encode()
-            head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close"
-            self.transport.write(f"{head}\r\ncontent-length: {len(message)}\r\n\r\n".encode() + message)
-        self.transport.close()
+            )
+            _close_with(self.transport, "408 Request Timeout", message)
+        else:
+            self.transport.close()
 
 
-def h11_protocol(request_timeout: float) -> type[TrackingH11Protocol]:
-    """The protocol class for one server: uvicorn builds it with fixed arguments, so the setting rides on a class."""
-    return type("MockllmH11Protocol", (TrackingH11Protocol,), {"request_timeout": request_timeout})
+def _close_with(transport: asyncio.Transport, status: str, message: str) -> None:
+    body = message.encode()
+    head = f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close"
+    transport.write(f"{head}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+    transport.close()
+
+
+class TrackingH11Protocol(_Tracking, H11Protocol):
+    """uvicorn's h11 protocol with transport tracking and the read timeout. h11 refuses a header block over
+    16 KiB (its default) with a 400 and a close."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._track(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._untrack()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._arm_read_timer()
+
+    def _reading(self) -> bool:
+        # h11: headers buffered, or the body begun
+        state = self.conn.their_state
+        return state is h11.SEND_BODY or (state is h11.IDLE and bool(self.conn.trailing_data[0]))
+
+    def _answered(self) -> bool:
+        return self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
+
+
+if HttpToolsProtocol is not None:
+
+    class TrackingHttpToolsProtocol(_Tracking, HttpToolsProtocol):
+        """uvicorn's httptools protocol with transport tracking, the read timeout, and h11's 16 KiB limit on the
+        request line and headers (llhttp has none): a larger head gets a 431 and a close."""
+
+        _in_request = False
+        _head_size = 0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._track(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._untrack()
+            self._in_request = False
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self.transport.is_closing():
+                self._arm_read_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_request = True
+            self._head_size = 0
+
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            self._count_head(len(url))
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value)
+            self._count_head(len(name) + len(value) + 4)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_request = False
+
+        def _count_head(self, size: int) -> None:
+            self._head_size += size
+            if self._head_size > HEADER_LIMIT:
+                # Stops the parser: httptools raises it as a parser error, which uvicorn answers with
+                # send_400_response, below.
+                raise ValueError("request head too large")
+
+        def send_400_response(self, msg: str) -> None:
+            if self._head_size > HEADER_LIMIT:
+                message = (
+                    f"the request line and headers exceed {HEADER_LIMIT // 1024} KiB; send fewer or shorter headers\n"
+                )
+                _close_with(self.transport, "431 Request Header Fields Too Large", message)
+                return
+            super().send_400_response(msg)
+
+        def _reading(self) -> bool:
+            return self._in_request
+
+        def _answered(self) -> bool:
+            cycle = self.cycle
+            return cycle is not None and cycle.response_started and not cycle.response_complete
+
+
+def http_protocol(request_timeout: float, http: str = "auto") -> type[Any]:
+    """The protocol class for one server (uvicorn builds it with fixed arguments, so the setting rides on a class):
+    httptools when installed (`auto`), else h11."""
+    if http not in ("auto", "httptools", "h11"):
+        raise ValueError(f"http={http!r} is not a protocol; use auto, httptools or h11")
+    if http == "httptools" and HttpToolsProtocol is None:
+        raise ValueError("http=httptools needs httptools: pip install 'mockllm-server[fast]'")
+    base: type[Any] = TrackingH11Protocol if http == "h11" or HttpToolsProtocol is None else TrackingHttpToolsProtocol
+    return type(f"Mockllm{base.__name__}", (base,), {"request_timeout": request_timeout})
+
+
+def fast_loop() -> str:
+    """uvicorn's `loop` setting: uvloop when installed, else asyncio's own."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 _SIOCOUTQ = 0x5411  # Linux: bytes in the socket's send queue not yet acknowledged by the peer

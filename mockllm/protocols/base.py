@@ -146,6 +146,7 @@ class Plan:
     reasoning_tokens: int
     vectors: list[list[float]] | None = None  # embeddings fixed by the scenario
     cache_creation_tokens: int = 0  # prompt tokens written to the cache (Anthropic's cache_creation_input_tokens)
+    call_ids: tuple[str, ...] = ()  # the tool-call ids made up for this reply (those the scenario does not fix)
 
     @property
     def total_tokens(self) -> int:
@@ -180,9 +181,13 @@ class Plan:
 _ALNUM = string.ascii_letters + string.digits
 
 
+_ID_ALPHABET = bytes.maketrans(bytes(range(256)), (_ALNUM * 5).encode()[:256])
+
+
 def random_id(prefix: str, length: int = 24) -> str:
-    """A fresh id in the style the real APIs use (`chatcmpl-…`, `call_…`)."""
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+    """A fresh id in the style the real APIs use (`chatcmpl-…`, `call_…`): letters and digits from the system's
+    randomness, one byte each (4 of the 62 are a little likelier: no id is a secret)."""
+    return prefix + secrets.token_bytes(length).translate(_ID_ALPHABET).decode()
 
 
 def openai_headers(dialect: str, rid: str) -> dict[str, str]:
@@ -317,6 +322,7 @@ def plan_reply(reply: Reply, request: ParsedRequest, count: int | None = None) -
         reasoning_tokens=usage.reasoning_tokens if usage and usage.reasoning_tokens is not None else reasoning,
         vectors=reply.vectors,
         cache_creation_tokens=usage.cache_creation_tokens if usage and usage.cache_creation_tokens is not None else 0,
+        call_ids=tuple(call_ids),
     )
 
 
