@@ -192,7 +192,7 @@ class MockApp:
         """Answer one API request; `route` is set on a dialect's own paths (Azure, Gemini), which fix the dialect."""
         state = self.state
         settings = state.settings
-        entry = state.journal.open(request.method, request.url.path)
+        entry = state.journal.open(request.method, request.scope["path"])
         entry.api = protocol.API
         rid = request_id()
         dialect = route.dialect if route is not None else settings.dialect
@@ -206,7 +206,8 @@ class MockApp:
             entry.body = raw.decode("utf-8", "replace")
             return self._error(entry, error_reply(400, protocol.API, dialect, rid, message=LONE_SURROGATE))
         entry.body = body
-        headers = {key.lower(): value for key, value in request.headers.items()}
+        # Header names arrive lower-cased from the server (ASGI); values are Latin-1 as HTTP/1.1 carries them.
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in request.scope["headers"]}
         proxy = state.proxy
         if proxy is not None and proxy.mode == "all":  # re-record: the upstream answers everything
             return self._forward(proxy, protocol.API, request, raw, body, entry)

@@ -119,7 +119,14 @@ class Guard:
             return
         settings = self.state.settings
         path: str = scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if settings.api_key is None and settings.admin_token is None:
+            # Only the body limit to enforce: read the one header it needs without decoding them all.
+            headers = {}
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    headers["content-length"] = value.decode("latin-1")
+        else:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if path.startswith(ADMIN_PREFIX):
             token = settings.admin_token
             given = headers.get(ADMIN_TOKEN_HEADER) or presented_key(headers)

@@ -29,6 +29,16 @@ class PlainFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # The date and time to the second are formatted once a second, not once a line: under load that is most
+        # of a line's cost.
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        return f"{self._stamp},{int(record.msecs):03d}"
 
 
 class JsonFormatter(logging.Formatter):
