@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,7 +37,6 @@ from .models import ModelRoutes
 from .protocols import ROUTES, ProtocolModule
 from .protocols import anthropic as anthropic_protocol
 from .protocols.base import Frame, ParsedRequest, Plan, RequestError, openai_headers, plan_reply, request_id
-from .proxy import Proxy, ProxyResponse, make_proxy
 from .recording import check_record_settings
 from .replay import replay
 from .scenarios import DIALECTS, Reply, Scenario
@@ -47,6 +46,9 @@ from .toolloop import runtime_warning
 from .unknown import unknown_route_message
 from .validation import MODES as VALIDATE_MODES
 from .validation import enforce
+
+if TYPE_CHECKING:
+    from .proxy import Proxy, ProxyResponse
 
 FALLBACKS = ("error", "echo", "lorem")
 
@@ -130,7 +132,11 @@ class MockState:
         self.journal = Journal(self.settings.journal_size)
         self.rng = random.Random(self.settings.seed)
         self.conversations = Conversations()  # Responses API: response id -> conversation (previous_response_id)
-        self.proxy = make_proxy(self.settings, self.scenarios) if self.settings.record != "none" else None
+        self.proxy: Proxy | None = None
+        if self.settings.record != "none":
+            from .proxy import make_proxy  # httpx is imported only by a server that records
+
+            self.proxy = make_proxy(self.settings, self.scenarios)
         self.listeners: list[Callable[[Entry], None]] = []
         self.frame_cache = FrameCache()
 
@@ -264,6 +270,8 @@ class MockApp:
         return await self._respond(protocol, parsed, reply, dialect, rid, entry, source)
 
     def _forward(self, proxy: Proxy, api: str, request: Request, raw: bytes, body: Any, entry: Entry) -> ProxyResponse:
+        from .proxy import ProxyResponse
+
         return ProxyResponse(proxy, api, request, raw, body, entry, self._finish, self.state.settings.dialect)
 
     async def recorded_models(self, request: Request) -> Any | None:

@@ -77,7 +77,8 @@ ResponseHeaders = Annotated[dict[str, str], _Before(_check_headers)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Schemas are built on first use: a server started with no scenario (the pytest session server) never pays.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 _STRING_OPS = ("exact", "contains", "regex", "glob")
@@ -88,6 +89,7 @@ class StringCondition(_Model):
 
     model_config = ConfigDict(
         extra="forbid",
+        defer_build=True,
         json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object", "minProperties": 1, "maxProperties": 1}]},
     )
 
