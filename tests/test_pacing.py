@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import itertools
 import random
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import pytest
 
+from mockllm.journal import Entry
 from mockllm.pacing import schedule
 from mockllm.protocols.base import Frame
 from mockllm.scenarios import TimingSpec
+from mockllm.streaming import PacedResponse
 from mockllm.timing import DurationError, parse_duration
 
 HEAD, CONTENT, TAIL = Frame(b"h", "head"), Frame(b"c", "content"), Frame(b"t", "tail")
@@ -67,3 +74,49 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(DurationError, match="250ms"):
         parse_duration(text)
+
+
+def _send_times(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> list[tuple[float, float]]:
+    """(deadline, sent) of every frame of a paced stream of sub-millisecond and odd gaps, on the given loop."""
+    deadlines = [0.0005 * i + 0.0003 * (i % 3) for i in range(60)]
+    frames = [Frame(b"data: x\n\n", "content") for _ in deadlines]
+    entry = Entry(1, 0.0, "POST", "/v1/chat/completions")
+    sent: list[tuple[float, float]] = []
+    index = 0
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal index
+        if message["type"] == "http.response.body" and message["body"]:
+            now = entry.elapsed()
+            for frame in message["body"].split(b"\n\n")[:-1]:
+                assert frame == b"data: x"
+                sent.append((deadlines[index], now))
+                index += 1
+
+    async def receive() -> MutableMapping[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def run() -> None:
+        entry.started = time.perf_counter()
+        response = PacedResponse(entry, 200, {}, frames, deadlines, 0.0, None, [], 1.0, lambda _: None)
+        await response({"type": "http", "client": None}, receive, send)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(run())
+    return sent
+
+
+LOOPS: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+if importlib.util.find_spec("uvloop") is not None:
+    import uvloop
+
+    LOOPS.append(pytest.param(uvloop.new_event_loop, id="uvloop"))  # its timers round to milliseconds
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_no_frame_leaves_before_its_deadline(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    sent = _send_times(loop_factory)
+    assert len(sent) == 60
+    early = [(deadline, at) for deadline, at in sent if at < deadline]
+    assert early == []  # late is possible on a busy machine; early never
