@@ -27,13 +27,22 @@ class PortInUseError(OSError):
     """The address to listen on is taken."""
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0 picks a free one); a clear error when the port is taken."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one); a clear error when the port is taken.
+
+    `reuse_port` sets SO_REUSEPORT, so that several such sockets listen on one port (`--workers`, workers.py).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it Nagle holds
     # back the second small write of a response until the client's delayed ACK, 40 ms later.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        except (AttributeError, OSError):
+            sock.close()
+            raise
     try:
         sock.bind((host, port))
     except OSError as exc:
