@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from ._version import __version__
 from .loading import collect, json_schema
 from .logs import LOG_FORMATS, LOG_LEVELS
-from .recording import MODES, UpstreamError, parse_upstream, recordings_in
+from .recording import MODES, UpstreamError, parse_upstream
 from .scenarios import DIALECTS
 from .timing import DurationError, parse_duration
 
@@ -50,6 +50,24 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give 1 or more") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is too small; give 1 or more")
+    return value
+
+
+MAX_WORKERS = 256
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of worker processes; give 1 (the default) to {MAX_WORKERS}, like 4"
+        ) from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a number of worker processes; give 1 (the default) to {MAX_WORKERS}, usually the "
+            f"number of CPU cores"
+        )
     return value
 
 
@@ -106,6 +124,13 @@ def _flag(text: str) -> bool:
 SERVE_OPTIONS: dict[str, tuple[Callable[[str], Any], Any, str, Sequence[str] | None]] = {
     "host": (str, "127.0.0.1", "address to listen on (0.0.0.0 for every interface)", None),
     "port": (_port, 8000, "port to listen on; 0 picks a free one", None),
+    "workers": (
+        _workers,
+        1,
+        "processes serving the port, for load tests on several cores; sequences, the journal and runtime "
+        "scenarios are then per worker (the admin API refuses them)",
+        None,
+    ),
     "dialect": (str, "openai", "default wire dialect for OpenAI-style APIs", DIALECTS),
     "time-scale": (_non_negative_float, 1.0, "multiply every delay (0 makes all instant)", None),
     "seed": (_int, 0, "seed of the generator behind jitter and probabilities", None),
@@ -319,148 +344,13 @@ def run_check(paths: Sequence[str], dialect: str = "openai") -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """`mockllm serve`: load the scenarios, bind, serve until SIGTERM or Ctrl-C (then exit 0)."""
     from .logs import configure_logging, reset_logging
+    from .serving import serve
 
     configure_logging(args.log_format, args.log_level)
     try:
-        return _serve(args)
+        return serve(args)
     finally:
         reset_logging()
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import signal
-
-    import uvicorn
-
-    from .app import MockApp, MockState, Settings
-    from .guard import exposure_warning, in_container, secrets_of
-    from .loading import ScenarioError, load_scenarios
-    from .logs import log_request, redact_logs
-    from .reload import ScenarioWatcher
-    from .server import bind_socket, uvicorn_config
-
-    models = list(args.model or [])
-    try:
-        settings = Settings(
-            dialect=args.dialect,
-            models=models,
-            time_scale=args.time_scale,
-            seed=args.seed,
-            journal_size=args.journal_size,
-            fallback=args.fallback,
-            record=args.record,
-            upstream=args.upstream,
-            out=args.out,
-            redact=list(args.redact or []),
-            upstream_timeout=args.upstream_timeout,
-            validate=args.validate,
-            max_body=args.max_body,
-            request_timeout=args.request_timeout,
-            api_key=args.api_key,
-            admin_token=args.admin_token,
-        )
-    except ValueError as exc:
-        log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 2}})
-        return 2
-    # The configured key and token are scrubbed from every log line too, whatever they look like.
-    redact_logs(settings.redact, secrets_of(settings))
-    try:
-        scenarios = load_scenarios([*args.paths, *recordings_in(args.out)])
-    except ScenarioError as exc:
-        for problem in exc.problems:
-            log.error(
-                "%s", problem, extra={"fields": {"event": "load_error", "file": problem.source, "line": problem.line}}
-            )
-        count = len(exc.problems)
-        log.error(
-            "not serving: %d problem%s in the scenario files; fix %s, then check with `mockllm check %s`",
-            count,
-            "" if count == 1 else "s",
-            "it" if count == 1 else "them",
-            " ".join(args.paths),
-            extra={"fields": {"event": "exit", "code": 1}},
-        )
-        return 1
-    try:
-        state = MockState(scenarios, settings)
-    except ValueError as exc:  # an --out folder that cannot be written
-        log.error("%s", _as_flags(str(exc)), extra={"fields": {"event": "exit", "code": 1}})
-        return 1
-    state.listeners.append(log_request)
-    try:
-        sock = bind_socket(args.host, args.port)
-    except OSError as exc:
-        log.error("%s", exc.strerror or exc, extra={"fields": {"event": "exit", "code": 1}})
-        return 1
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    exposed = exposure_warning(args.host, settings.api_key, in_container())
-    if exposed is not None:
-        log.warning("%s", exposed, extra={"fields": {"event": "exposed", "host": args.host}})
-    log.info(
-        "mockllm %s serving %d scenario%s from %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)",
-        __version__,
-        len(scenarios),
-        "" if len(scenarios) == 1 else "s",
-        ", ".join(args.paths) or "no files",
-        shown,
-        port,
-        shown,
-        port,
-        extra={
-            "fields": {
-                "event": "start",
-                "version": __version__,
-                "url": f"http://{shown}:{port}",
-                "scenarios": len(scenarios),
-                "paths": list(args.paths),
-            }
-        },
-    )
-    config = uvicorn_config(
-        MockApp(state).build(),
-        log_level=args.log_level,
-        host=host,
-        port=port,
-        # On SIGTERM uvicorn stops accepting, lets responses in progress end, and cancels them after this long.
-        timeout_graceful_shutdown=args.grace,
-        lifespan=state.proxy is not None,
-        request_timeout=settings.request_timeout,
-    )
-    server = uvicorn.Server(config)
-    if state.proxy is not None:
-        recorder = state.proxy.recorder
-        log.info(
-            "recording (--record %s) into %s from %s",
-            args.record,
-            args.out,
-            ", ".join(sorted(set(recorder.upstreams.values()))),
-            extra={"fields": {"event": "record", "mode": args.record, "out": args.out}},
-        )
-    elif not args.paths and not scenarios:
-        log.warning(
-            "no scenario files given: every request is a miss (404)%s. Load scenarios with `mockllm serve PATH...` "
-            "(files or folders), or POST a scenario document to /_mockllm/scenarios",
-            "" if args.fallback == "error" else f", answered by --fallback {args.fallback}",
-            extra={"fields": {"event": "no_scenarios"}},
-        )
-    watcher = ScenarioWatcher(args.paths, state.scenarios) if args.reload else None
-    if watcher is not None:
-        if not args.paths:
-            log.warning("--reload has no scenario files to watch; give PATH arguments")
-        watcher.start()
-    # uvicorn handles SIGTERM and SIGINT while it serves, then re-raises the signal it caught against the handler
-    # that was there before it: a no-op here, so that a requested stop ends the process with exit code 0.
-    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server.run(sockets=[sock])
-    finally:
-        if watcher is not None:
-            watcher.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    log.info("mockllm stopped", extra={"fields": {"event": "stop"}})
-    return 0
 
 
 def _print_schema() -> int:
@@ -473,17 +363,6 @@ def _print_schema() -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return 0
-
-
-def _as_flags(message: str) -> str:
-    """A settings error in the words of the command line: `record='all' needs out=DIR` -> `--record all ...`."""
-    return re.sub(
-        r"\b(record|out|upstream_timeout|redact)=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message
-    )
-
-
-def _ignore_signal(signum: int, frame: Any) -> None:
-    """Stand-in handler that uvicorn's re-raised stop signal lands on once the server has shut down."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import httpx
 import openai
 import pytest
+from conftest import StartServer
 from sse_utils import openai_client
 
-from mockllm import MockServer
+from mockllm import MockServer, workers
 
 GOOD_YAML = """
 version: 1
@@ -199,3 +201,59 @@ def test_mock_server_refuses_bad_options(options: dict[str, object], message: st
 def test_mock_server_refuses_unknown_options() -> None:
     with pytest.raises(TypeError, match="unknown option"):
         MockServer(time_scal=0)
+
+
+def test_health_says_which_process_answered(examples: MockServer) -> None:
+    body = httpx.get(examples.url + "/_mockllm/health").json()
+    assert (body["pid"], body["worker"], body["workers"]) == (os.getpid(), 1, 1)
+
+
+@pytest.fixture
+def third_of_three_workers(monkeypatch: pytest.MonkeyPatch, start_server: StartServer) -> MockServer:
+    """A server that takes itself for worker 3 of `mockllm serve --workers 3` (workers.py sets this in a worker)."""
+    monkeypatch.setattr(workers, "_identity", workers.WorkerIdentity(index=3, count=3))
+    return start_server(scenarios_yaml=GOOD_YAML)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        (
+            "GET",
+            "/_mockllm/requests",
+            "The journal is per worker process, and this server runs 3 of them (--workers 3): worker 3 (pid {pid}) "
+            "would answer with only the requests the kernel happened to give it. Run mockllm with --workers 1 (the "
+            "default) to read the journal (or count requests on the client side).",
+        ),
+        ("DELETE", "/_mockllm/requests", "would clear only its own. Run mockllm with --workers 1 (the default) to "),
+        ("POST", "/_mockllm/scenarios", "Runtime scenarios are per worker process"),
+        ("DELETE", "/_mockllm/scenarios", "would change only its own scenarios, and the other workers would answer"),
+        ("POST", "/_mockllm/reset", "would reset only its own, and the other workers would go on where they were"),
+    ],
+)
+def test_with_several_workers_per_worker_state_is_refused_with_409(
+    third_of_three_workers: MockServer, method: str, path: str, message: str
+) -> None:
+    response = httpx.request(method, third_of_three_workers.url + path, content=GOOD_YAML.encode())
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "per_worker_state")
+    assert message.format(pid=os.getpid()) in error["message"]
+    assert [s["id"] for s in httpx.get(third_of_three_workers.url + "/_mockllm/scenarios").json()] == ["added"]
+
+
+def test_with_several_workers_health_and_the_scenario_list_still_answer(third_of_three_workers: MockServer) -> None:
+    health = httpx.get(third_of_three_workers.url + "/_mockllm/health").json()
+    assert (health["status"], health["worker"], health["workers"]) == ("ok", 3, 3)
+    assert httpx.get(third_of_three_workers.url + "/_mockllm/scenarios").status_code == 200
+    assert ask(third_of_three_workers) == "Runtime hello."  # the API itself is unchanged
+
+
+def test_the_admin_token_is_checked_before_the_worker_refusal(
+    monkeypatch: pytest.MonkeyPatch, start_server: StartServer
+) -> None:
+    monkeypatch.setattr(workers, "_identity", workers.WorkerIdentity(index=1, count=2))
+    server = start_server(admin_token="admin-Zq81")
+    assert httpx.get(server.url + "/_mockllm/requests").status_code == 401
+    authorized = {"Authorization": "Bearer admin-Zq81"}
+    assert httpx.get(server.url + "/_mockllm/requests", headers=authorized).status_code == 409

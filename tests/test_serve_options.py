@@ -15,6 +15,7 @@ from mockllm.cli import build_parser, env_variable, main, parse_args
 EXAMPLES: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9000", 9000),
+    "workers": ("4", 4),
     "dialect": ("vllm", "vllm"),
     "model": ("org/model-a, model-b", ["org/model-a", "model-b"]),
     "time-scale": ("0.5", 0.5),
@@ -113,6 +114,12 @@ def test_a_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("MOCKLLM_GRACE", "soon", "MOCKLLM_GRACE='soon': 'soon' is not a duration"),
         ("MOCKLLM_RELOAD", "maybe", "MOCKLLM_RELOAD='maybe': 'maybe' is not a boolean; write 1, true, yes or on"),
         ("MOCKLLM_JOURNAL_SIZE", "0", "MOCKLLM_JOURNAL_SIZE='0': 0 is too small; give 1 or more"),
+        (
+            "MOCKLLM_WORKERS",
+            "auto",
+            "MOCKLLM_WORKERS='auto': 'auto' is not a number of worker processes; give 1 (the default) to 256",
+        ),
+        ("MOCKLLM_WORKERS", "0", "MOCKLLM_WORKERS='0': 0 is not a number of worker processes; give 1 (the default)"),
     ],
 )
 def test_a_bad_environment_value_exits_2_naming_the_variable(
