@@ -278,3 +278,21 @@ def test_a_worker_that_cannot_start_stops_the_server_with_its_error(scenario_fil
         in done.stderr
     )
     assert "mockllm stopped" not in done.stderr
+
+
+def test_without_so_reuseport_the_workers_share_one_socket(scenario_file: Path) -> None:
+    # As on macOS: the supervisor binds one socket, and every worker accepts from it.
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from mockllm import supervisor; from mockllm.cli import main; "
+        "supervisor._reuse_port_supported = lambda: False; sys.exit(main(sys.argv[1:]))",
+        "serve",
+        "--port",
+        "0",
+    ]
+    with ServeProcess(str(scenario_file), "--workers", "2", command=command) as server:
+        assert {health["workers"] for health in _health(server.url, 10)} == {2}
+        assert _ask(server.url, "paced")[0] == "one two three four"
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
