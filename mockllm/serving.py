@@ -1,6 +1,6 @@
 """Running `mockllm serve`: check the options and scenarios, bind, announce, serve until a stop signal.
 
-One process by default; with `--workers N` a supervisor (workers.py) starts N processes that each run
+One process by default; with `--workers N` a supervisor (supervisor.py) starts N processes that each run
 `serve_socket` on the same port.
 """
 
