@@ -29,7 +29,7 @@ from .conversations import Conversations
 from .dialect_routes import DialectRoutes, ForcedRoute
 from .faults import ErrorReply, error_event_frames, error_reply, scenario_error
 from .framecache import FrameCache
-from .guard import DEFAULT_MAX_BODY, Guard, check_guard_settings
+from .guard import BODY_KEY, DEFAULT_MAX_BODY, Guard, check_guard_settings
 from .journal import Entry, Journal
 from .loading import load_scenarios
 from .matching import Scenarios, UnknownScenario
@@ -202,7 +202,9 @@ class MockApp:
         entry.api = protocol.API
         rid = request_id()
         dialect = route.dialect if route is not None else settings.dialect
-        raw = await request.body()
+        raw = request.scope.get(BODY_KEY)
+        if raw is None:
+            raw = await request.body()
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):  # bad JSON or UTF-8, too deep, an integer over Python's 4300 digits

@@ -105,6 +105,9 @@ def too_large(api: str, dialect: str, rid: str, size: int | None, limit: int) ->
     return error_reply(413, api, dialect, rid, type="invalid_request_error", code="request_too_large", message=message)
 
 
+BODY_KEY = "mockllm.body"  # the request body, as the guard read it, in the ASGI scope
+
+
 class Guard:
     """ASGI middleware: API key, admin token and body limit, before any route (module docstring)."""
 
@@ -161,6 +164,7 @@ class Guard:
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
         body = b"".join(chunks)
+        scope[BODY_KEY] = body  # the API handler reads it from here, without another trip through receive
         replayed = False
 
         async def replay() -> Message:
