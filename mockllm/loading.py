@@ -6,17 +6,21 @@ then reported against those lines with the key path and, for a misspelt key or v
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .documents import MAX_ALIAS_EXPANSION as MAX_ALIAS_EXPANSION
+from .documents import AliasBomb, BadText, DuplicateKey, Lines, build, compose
 from .scenarios import (
     ChoiceSpec,
     ErrorSpec,
@@ -66,111 +70,10 @@ class ScenarioError(ValueError):
         )
 
 
-@dataclass
-class _Lines:
-    """Maps key paths of the loaded data to the line (1-based) where each value starts."""
-
-    by_path: dict[tuple[str | int, ...], int] = field(default_factory=dict)
-    key_lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
-
-    def line_of(self, path: tuple[str | int, ...]) -> int:
-        while path:
-            if path in self.key_lines:
-                return self.key_lines[path]
-            if path in self.by_path:
-                return self.by_path[path]
-            path = path[:-1]
-        return self.by_path.get((), 1)
-
-    def nested(self, prefix: tuple[str | int, ...]) -> _Lines:
-        """The same lines for the data wrapped under `prefix`."""
-        return _Lines(
-            {(*prefix, *path): line for path, line in self.by_path.items()} | {(): self.by_path.get((), 1)},
-            {(*prefix, *path): line for path, line in self.key_lines.items()},
-        )
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int, path: tuple[str | int, ...], first: int) -> None:
-        self.key = key
-        self.line = line
-        self.path = path
-        self.first = first
-
-
-# Values an alias (`*name`) may repeat in one document. A "billion laughs" document nests aliases of aliases: a few
-# hundred bytes that expand to billions of values. Scenario files use aliases sparingly, if at all.
-MAX_ALIAS_EXPANSION = 20_000
-
-
-class _AliasBomb(Exception):
-    def __init__(self, line: int, path: tuple[str | int, ...]) -> None:
-        self.line = line
-        self.path = path
-
-
-@dataclass
-class _Expansion:
-    """Counts the values built again through aliases (a node met a second time is an alias's copy)."""
-
-    seen: set[int] = field(default_factory=set)
-    repeated: int = 0
-
-    def visit(self, node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        if id(node) in self.seen:
-            self.repeated += 1
-            if self.repeated > MAX_ALIAS_EXPANSION:
-                raise _AliasBomb(node.start_mark.line + 1, path)
-        else:
-            self.seen.add(id(node))
-
-
-def _construct(node: yaml.Node, path: tuple[str | int, ...], lines: _Lines, expansion: _Expansion | None = None) -> Any:
-    expansion = expansion if expansion is not None else _Expansion()
-    expansion.visit(node, path)
-    lines.by_path[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _construct(key_node, (*path, "<key>"), lines, expansion)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                key = str(key)
-            if key in result:
-                raise _DuplicateKey(str(key), key_node.start_mark.line + 1, (*path, key), lines.key_lines[(*path, key)])
-            lines.key_lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, (*path, key), lines, expansion)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, index), lines, expansion) for index, item in enumerate(node.value)]
-    # Scalars: let SafeLoader resolve the tag (int, float, bool, null, str) the way safe_load would.
-    loader = yaml.SafeLoader("")
+def parse_yaml(text: str, source: str) -> tuple[Any, Lines]:
+    """Parse YAML text safely, keeping where every value came from; raise ScenarioError on a syntax error."""
     try:
-        value = loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-    if isinstance(value, str) and _SURROGATE.search(value):
-        # YAML reads the JSON escape pair "\ud83d\ude00" as two surrogates; join them into the one character.
-        try:
-            value = value.encode("utf-16", "surrogatepass").decode("utf-16")
-        except UnicodeDecodeError:
-            raise _BadText(node.start_mark.line + 1, path) from None
-    return value
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class _BadText(Exception):
-    def __init__(self, line: int, path: tuple[str | int, ...]) -> None:
-        self.line = line
-        self.path = path
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
-    """Parse YAML text safely, keeping the line of every value; raise ScenarioError on a syntax error."""
-    lines = _Lines()
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -186,24 +89,24 @@ def parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
     except yaml.YAMLError as exc:
         raise ScenarioError([Problem(source, 0, "", f"YAML error: {exc}")]) from None
     if node is None:
-        return None, lines
+        return None, Lines()
     try:
-        return _construct(node, (), lines), lines
-    except _DuplicateKey as exc:
+        return build(node, text), Lines(node)
+    except DuplicateKey as exc:
         message = f"the key `{exc.key}` appears twice in this mapping (first on line {exc.first}); keep one"
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
     except yaml.MarkedYAMLError as exc:  # a tag SafeLoader does not know (`!include`, `!!python/...`)
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         message = f"{exc.problem}; scenario files take plain YAML values: drop the tag"
         raise ScenarioError([Problem(source, line, "", message)]) from None
-    except _AliasBomb as exc:
+    except AliasBomb as exc:
         message = (
             f"aliases (`*name`) repeat the value that starts on this line, and the values it holds, over "
             f'{MAX_ALIAS_EXPANSION} times: the document would expand without bound (a "billion laughs" document), '
             f"so it is refused; write the values out, or alias fewer and smaller values"
         )
         raise ScenarioError([Problem(source, exc.line, _format_path(exc.path), message)]) from None
-    except _BadText as exc:
+    except BadText as exc:
         message = (
             "the text holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not a character; fix the escape"
         )
@@ -380,7 +283,7 @@ def _friendly(error: Mapping[str, Any], data: Any, loc: tuple[str | int, ...]) -
     return message
 
 
-def _problems_from(exc: ValidationError, data: Any, lines: _Lines, source: str) -> list[Problem]:
+def _problems_from(exc: ValidationError, data: Any, lines: Lines, source: str) -> list[Problem]:
     found: list[tuple[tuple[str | int, ...], str, str]] = []
     suggested: set[tuple[str | int, ...]] = set()
     for error in exc.errors():
@@ -413,12 +316,12 @@ def _problems_from(exc: ValidationError, data: Any, lines: _Lines, source: str) 
         if (loc, text) in seen:
             continue
         seen.add((loc, text))
-        line = lines.key_lines.get(loc) or lines.line_of(loc)
+        line = lines.line_of(loc)
         problems.append(Problem(source, line, _format_path(loc), text))
     return problems
 
 
-def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scenario], list[Problem]]:
+def validate_document(data: Any, lines: Lines, source: str) -> tuple[list[Scenario], list[Problem]]:
     """Validate a parsed scenario document; return its scenarios (ids filled in) and its problems."""
     if data is None:
         return [], [Problem(source, 1, "", "the file is empty; start it with `version: 1` and `scenarios:`")]
@@ -434,11 +337,12 @@ def validate_document(data: Any, lines: _Lines, source: str) -> tuple[list[Scena
         return [], _problems_from(exc, data, lines, source)
     runtime = not source or source.startswith("<")
     redact = tuple(document.recorded.redact) if document.recorded is not None else ()
+    item_lines = lines.item_lines(("scenarios",), len(document.scenarios))
     for index, scenario in enumerate(document.scenarios):
-        scenario.when._redact = redact
-        scenario._source = source
-        scenario._line = lines.line_of(("scenarios", index))
-        scenario._index = index
+        # Straight into pydantic's store of private attributes: its `__setattr__` costs more than the rest of this
+        # loop, which runs for every scenario loaded.
+        scenario.when.__pydantic_private__["_redact"] = redact  # type: ignore[index]
+        scenario.__pydantic_private__.update(_source=source, _line=item_lines[index], _index=index)  # type: ignore[union-attr]
         if scenario.id is None:
             # Unnamed scenarios get a stable id from their file, or a fresh one when added at runtime.
             scenario.id = f"runtime-{next(_runtime_ids)}" if runtime else f"{Path(source).stem}-{index + 1}"
@@ -489,12 +393,14 @@ def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem 
                 empty = "the folder holds no .yaml, .yml or .json scenario files; add one or pass another path"
                 yield path, Problem(str(path), 0, "", empty)
             for file in found:
-                if same_file(file) not in seen:
-                    seen.add(same_file(file))
+                real = same_file(file)
+                if real not in seen:
+                    seen.add(real)
                     yield file, None
         elif path.is_file():
-            if same_file(path) not in seen:
-                seen.add(same_file(path))
+            real = same_file(path)
+            if real not in seen:
+                seen.add(real)
                 yield path, None
         else:
             yield path, Problem(str(path), 0, "", "no such file or folder; check the path")
@@ -539,19 +445,51 @@ def duplicate_id_problems(scenarios: Iterable[Scenario]) -> list[Problem]:
     return problems
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection for a while: while a folder loads, or `mockllm check` runs.
+
+    Loading makes millions of objects and frees few of them: every full collection along the way walks all that
+    were kept so far, which doubled the load time of 10,000 scenarios. Reference counting still frees what is
+    dropped; the collector runs again afterwards, as it was (it stays off if the program had turned it off).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def collect(paths: Iterable[str | Path]) -> tuple[list[Scenario], list[Problem]]:
     """Load every scenario file under `paths`; return the scenarios and every problem found."""
     scenarios: list[Scenario] = []
     problems: list[Problem] = []
-    for path, problem in scenario_files(paths):
-        if problem is not None:
-            problems.append(problem)
-            continue
-        loaded, found = read_file(path)
-        scenarios.extend(loaded)
-        problems.extend(found)
+    with gc_paused():
+        for path, problem in scenario_files(paths):
+            if problem is not None:
+                problems.append(problem)
+                continue
+            loaded, found = read_file(path)
+            scenarios.extend(loaded)
+            problems.extend(found)
     problems.extend(duplicate_id_problems(scenarios))
     return scenarios, problems
+
+
+def settle_heap() -> None:
+    """Take everything loaded so far out of the cyclic garbage collector's sight: call it once in a server, after
+    loading the scenario files and before building the state that serves them.
+
+    Loaded scenarios live as long as the server: ten thousand of them are some 200,000 objects the collector tracks,
+    and each full collection would walk them all again, a pause of a tenth of a second between two requests.
+    `gc.freeze()` moves them to the permanent generation, which collections skip. It collects nothing first: loading
+    leaves next to no cyclic garbage (a handful of objects for 10,000 scenarios), and a full collection there would
+    cost as much again as the pauses it saves. Scenarios dropped later (a reload) are still freed by reference
+    counting.
+    """
+    gc.freeze()
 
 
 def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
