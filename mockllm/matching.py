@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import drift
+from .index import Index, WhenValues, normalized_body
 from .protocols.base import ParsedRequest
-from .redaction import normalize_request
 from .scenarios import Reply, Scenario, StringCondition, When
 
 # Token ids cannot be read back as text without the model's tokenizer files, which are not available offline.
@@ -132,14 +132,6 @@ def _checks(when: When, request: ParsedRequest) -> Iterator[Check]:
         yield _request_check(when, request)
 
 
-def normalized_body(request: ParsedRequest, patterns: tuple[str, ...]) -> Any:
-    """The request's body as recordings compare it (volatile fields dropped, redacted), computed once per patterns."""
-    found = request.normalized.get(patterns)
-    if found is None:
-        found = request.normalized[patterns] = normalize_request(request.body, patterns)
-    return found
-
-
 def _request_check(when: When, request: ParsedRequest) -> Check:
     """A recording answers only the very request it was made for: the normalised bodies must be equal."""
     got = normalized_body(request, when._redact)
@@ -172,17 +164,27 @@ class UnknownScenario(LookupError):
 
 
 class Scenarios:
-    """The loaded scenarios in match order, with sequence positions; safe to use from several threads."""
+    """The loaded scenarios in match order, with sequence positions; safe to use from several threads.
+
+    Runtime scenarios and the files' are indexed apart (`index.py`), so that adding a scenario at runtime re-files
+    the few runtime ones, not ten thousand recordings. Every change swaps in a new index under the lock.
+    """
 
     def __init__(self, files: Iterable[Scenario] = ()) -> None:
         self._lock = threading.Lock()
         self._files: list[Scenario] = list(files)
         self._runtime: list[Scenario] = []
         self._positions: dict[str, int] = {}
+        self._files_index = Index(self._files)
+        self._runtime_index = Index(())
         self._ordered: list[Scenario] = list(self._files)
 
-    def _reorder(self) -> None:
-        self._ordered = [*reversed(self._runtime), *self._files]
+    def _reorder(self, files: bool = True) -> None:
+        """After a change: the match order and the indexes (the files' only if `files` changed)."""
+        if files:
+            self._files_index = Index(self._files)
+        self._runtime_index = Index(reversed(self._runtime))
+        self._ordered = [*self._runtime_index.scenarios, *self._files]
 
     def all(self) -> list[Scenario]:
         """Every scenario in match order: runtime ones (newest first), then the files' in load order."""
@@ -207,9 +209,11 @@ class Scenarios:
         replaced scenario's sequence starts again."""
         with self._lock:
             files = list(self._files)
+            where = {s.name: i for i, s in reversed(list(enumerate(files)))}  # the first scenario with each id
             for scenario in scenarios:
-                index = next((i for i, s in enumerate(files) if s.name == scenario.name), None)
+                index = where.get(scenario.name)
                 if index is None:
+                    where[scenario.name] = len(files)
                     files.append(scenario)
                 else:
                     files[index] = scenario
@@ -224,7 +228,7 @@ class Scenarios:
         """
         batch = list(scenarios)
         with self._lock:
-            files = {s.name: s for s in self._files}
+            files = self._files_index.names
             for scenario in batch:
                 if scenario.name in files:
                     raise ValueError(
@@ -236,7 +240,7 @@ class Scenarios:
             self._runtime = [s for s in self._runtime if s.name not in ids] + batch[::-1]
             for scenario in batch:
                 self._positions.pop(scenario.name, None)
-            self._reorder()
+            self._reorder(files=False)
 
     def clear_runtime(self) -> None:
         """Back to the scenarios loaded from files."""
@@ -244,7 +248,7 @@ class Scenarios:
             for scenario in self._runtime:
                 self._positions.pop(scenario.name, None)
             self._runtime = []
-            self._reorder()
+            self._reorder(files=False)
 
     def reset_positions(self) -> None:
         """Every sequence starts again at its first reply."""
@@ -255,7 +259,13 @@ class Scenarios:
         return {scenario.name for scenario in self._ordered}
 
     def get(self, scenario_id: str) -> Scenario | None:
-        return next((s for s in self._ordered if s.name == scenario_id), None)
+        with self._lock:
+            return self._named(scenario_id)
+
+    def _named(self, scenario_id: str) -> Scenario | None:
+        """The first scenario in match order with this id."""
+        found = self._runtime_index.names.get(scenario_id)
+        return found if found is not None else self._files_index.names.get(scenario_id)
 
     def _take(self, scenario: Scenario) -> Selection | None:
         """Advance the scenario's sequence; None when a fall-through sequence is used up."""
@@ -274,17 +284,20 @@ class Scenarios:
         """The first scenario whose conditions hold (or the forced one), with its next reply."""
         with self._lock:
             if forced is not None:
-                scenario = next((s for s in self._ordered if s.name == forced), None)
+                scenario = self._named(forced)
                 if scenario is None:
                     raise UnknownScenario(forced)
                 return self._take(scenario) or Selection(scenario, scenario.sequence[-1], len(scenario.sequence))
-            for scenario in self._ordered:
-                if accept is not None and not accept(scenario):
-                    continue
-                if matches(scenario.when, request):
-                    selection = self._take(scenario)
-                    if selection is not None:
-                        return selection
+            # The indexes give, in match order, every scenario whose indexed conditions the request meets: the
+            # first of them whose conditions all hold is the first in match order whose conditions all hold.
+            for index in (self._runtime_index, self._files_index):
+                for scenario in index.candidates(request):
+                    if accept is not None and not accept(scenario):
+                        continue
+                    if matches(scenario.when, request):
+                        selection = self._take(scenario)
+                        if selection is not None:
+                            return selection
             return None
 
     def explain_miss(self, request: ParsedRequest, limit: int = 3) -> str:
@@ -337,14 +350,24 @@ def describe_request(request: ParsedRequest) -> str:
 
 
 def shadowing_warnings(scenarios: list[Scenario]) -> list[tuple[Scenario, Scenario]]:
-    """Pairs (earlier, later) where `earlier` matches every request `later` would, so `later` never answers."""
+    """Pairs (earlier, later) where `earlier` matches every request `later` would, so `later` never answers.
+
+    For each scenario, the first earlier one that covers it. Only earlier scenarios filed under values the later
+    one's exact conditions offer are compared (`index.WhenValues`): one whose exact model differs, say, cannot cover
+    it. So the check is near-linear in the number of scenarios, not quadratic.
+    """
+    # A fall-through sequence lets requests pass once used up: it shadows nothing.
+    kept = [(i, s) for i, s in enumerate(scenarios) if not (s.then_mode == "fall-through" and s.replies is not None)]
+    earlier = Index((s for _, s in kept), patterns=False)
+    rank = [i for i, _ in kept]  # each filed scenario's place in `scenarios`
     pairs = []
     for j, later in enumerate(scenarios):
-        for earlier in scenarios[:j]:
-            if earlier.then_mode == "fall-through" and earlier.replies is not None:
-                continue
-            if _covers(earlier.when, later.when):
-                pairs.append((earlier, later))
+        for position in earlier.positions(WhenValues(later.when, earlier.substrings)):
+            if rank[position] >= j:
+                break
+            candidate = earlier.scenarios[position]
+            if _covers(candidate.when, later.when):
+                pairs.append((candidate, later))
                 break
     return pairs
 
