@@ -182,8 +182,9 @@ class Values:
                 plural |= 1 << place
         self.present, self.plural = present, plural
 
-    def body(self, redact: tuple[str, ...]) -> Sequence[Hashable]:
-        """The body a recording filed with these redaction patterns would have to equal."""
+    def body(self, redact: tuple[str, ...]) -> Sequence[Hashable] | None:
+        """The body a recording filed with these redaction patterns would have to equal (None: not known, every
+        recording is a candidate)."""
         raise NotImplementedError
 
 
@@ -206,11 +207,12 @@ class RequestValues(Values):
             )
         )
 
-    def body(self, redact: tuple[str, ...]) -> Sequence[Hashable]:
+    def body(self, redact: tuple[str, ...]) -> Sequence[Hashable] | None:
+        normalized = normalized_body(self.request, redact)
         try:
-            return (freeze(normalized_body(self.request, redact)),)
-        except TypeError:
-            return ()
+            return (freeze(normalized),)
+        except (TypeError, RecursionError):  # a body nested deeper than freezing recurses
+            return None
 
 
 class WhenValues(Values):
@@ -307,7 +309,10 @@ class Index:
         found: list[int] = []
         for signature in self.bodies:
             table = self.tables[signature]
-            for body in values.body(signature[1]):
+            bodies = values.body(signature[1])
+            if bodies is None:
+                found.extend(position for positions in table.values() for position in positions)
+            for body in bodies or ():
                 found.extend(table.get(body, ()))
         return sorted(found)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mockllm import index
 from mockllm.index import Index, freeze, required_substring
 from mockllm.loading import load_scenarios, load_text
 from mockllm.matching import (
@@ -502,6 +503,23 @@ def test_recorded_bodies_are_compared_as_python_compares_them() -> None:
     assert freeze({"a": [1, 2]}) != freeze({"a": [2, 1]})
     with pytest.raises(TypeError):
         freeze({"a": {1, 2}})
+
+
+def test_a_body_that_cannot_be_looked_up_is_compared_with_every_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    recorded = {
+        "version": 1,
+        "scenarios": [{"id": "rec", "when": {"api": "chat", "request": body}, "reply": {"text": "r"}}],
+    }
+    state = Scenarios(load_text(yaml.safe_dump(recorded), "rec.yaml"))
+
+    def too_deep(value: Any) -> Any:
+        raise RecursionError
+
+    monkeypatch.setattr(index, "freeze", too_deep)
+    selection = state.select(openai_chat.parse(body, {}))
+    assert selection is not None
+    assert selection.scenario.name == "rec"
 
 
 def test_the_index_skips_only_what_cannot_match() -> None:
