@@ -111,8 +111,8 @@ def filing_of(when: When) -> Filing:
     if when.request is not None:
         try:
             return Filing(BODY, (freeze(when.request),), when._redact)
-        except TypeError:
-            pass  # a value YAML can hold but a request cannot: filed by its other conditions
+        except (TypeError, RecursionError):
+            pass  # a value YAML can hold but JSON cannot, or one nested too deep: filed by its other conditions
     mask, values = 0, list[Hashable]()
     if when.api is not None:
         mask, values = mask | API, [*values, when.api]
@@ -242,7 +242,7 @@ class WhenValues(Values):
     def body(self, redact: tuple[str, ...]) -> Sequence[Hashable]:
         try:
             return (freeze(self.when.request),) if self.when.request is not None else ()
-        except TypeError:
+        except (TypeError, RecursionError):  # then no earlier recording is filed under an equal body either
             return ()
 
 
@@ -272,10 +272,10 @@ class Index:
             signature = (filing.mask, filing.redact if patterns else ())
             self.tables.setdefault(signature, {}).setdefault(_key(filing.values), []).append(position)
         self.substrings = Substrings(
-            str(values[_ordinals(mask).index(_DIMENSIONS.index(SUBSTRING))] if isinstance(values, tuple) else values)
+            str(key[_ordinals(mask).index(_DIMENSIONS.index(SUBSTRING))] if isinstance(key, tuple) else key)
             for (mask, _), table in self.tables.items()
             if mask & SUBSTRING
-            for values in table
+            for key in table
         )
         self.unfiled = self.tables.get((0, ()), {}).get((), [])  # candidates for every request
         # Looking a request's body up means normalising it: done only when a recording comes before the candidate.
