@@ -243,13 +243,14 @@ class _Counted:
 
 
 def build(node: yaml.Node, text: str) -> Any:
-    """The plain value of a composed document (`text` is its source: aliases are counted only if it has any).
+    """The plain value of a composed document (`text` is its source: aliases are counted only if it has an anchor,
+    `&name`, for them to repeat; a glob's or a regex's `*` is no reason to).
 
     Raises DuplicateKey, AliasBomb or BadText with the line and key path; RecursionError for a document nested
     deeper than the interpreter recurses.
     """
     try:
-        return _Counted().build(node) if "*" in text else _build(node)
+        return _Counted().build(node) if "&" in text else _build(node)
     except _Located as exc:
         path = tuple(reversed(exc.path))
         if exc.kind is DuplicateKey:

@@ -240,10 +240,9 @@ class WhenValues(Values):
         )
 
     def body(self, redact: tuple[str, ...]) -> Sequence[Hashable]:
-        try:
-            return (freeze(self.when.request),) if self.when.request is not None else ()
-        except (TypeError, RecursionError):  # then no earlier recording is filed under an equal body either
-            return ()
+        # The body as its own filing froze it; one that could not be frozen has no equal among the filed bodies.
+        filing: Filing = self.when.filing
+        return filing.values if filing.mask == BODY else ()
 
 
 def _exact(condition: StringCondition | None) -> tuple[str, ...]:
