@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._version import __version__
-from .loading import collect, json_schema
+from .loading import collect, gc_paused, json_schema
 from .logs import LOG_FORMATS, LOG_LEVELS
 from .recording import MODES, UpstreamError, parse_upstream
 from .scenarios import DIALECTS
@@ -306,9 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_check(paths: Sequence[str], dialect: str = "openai") -> int:
     """`mockllm check`: every problem with file:line, shadowing and dialect warnings; exit 1 on errors."""
+    # What is loaded lives until the check ends: the cyclic collector would only walk it again and again.
+    with gc_paused():
+        return _check(paths, dialect)
+
+
+def _check(paths: Sequence[str], dialect: str) -> int:
     from .dialect_check import dialect_warnings
     from .matching import shadowing_warnings
-    from .toolloop import tool_loop_warnings
+    from .toolloop import called_tools, tool_loop_warnings
 
     scenarios, problems = collect(paths)
     for problem in problems:
@@ -322,7 +328,9 @@ def run_check(paths: Sequence[str], dialect: str = "openai") -> int:
             f"or narrow `{earlier.name}`'s conditions",
             file=sys.stderr,
         )
-    for loop in tool_loop_warnings(scenarios):
+    # Only a scenario that calls a tool can trap a later `after_tool` one: the others are left out of the pairing.
+    tools = [s for s in scenarios if s.when.after_tool is not None or any(map(called_tools, s.sequence))]
+    for loop in tool_loop_warnings(tools):
         warnings += 1
         print(f"warning: {loop.message()}", file=sys.stderr)
     for line in dialect_warnings(scenarios, dialect):

@@ -212,6 +212,14 @@ class When(_Model):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
 
+    # Computed on first use, once the loader has set `_redact`; a condition does not change once loaded.
+    @cached_property
+    def filing(self) -> Any:
+        """Where the matching index files this condition (`index.Filing`)."""
+        from .index import filing_of  # the index is built on these models
+
+        return filing_of(self)
+
 
 class ToolCallSpec(_Model):
     """A tool call the model makes."""
