@@ -29,6 +29,7 @@ log = logging.getLogger("mockllm")
 def serve(args: argparse.Namespace) -> int:
     """`mockllm serve` with its options parsed (logging set up): serve until a stop signal; the exit code."""
     from .app import MockState
+    from .loading import settle_heap
     from .logs import log_request
     from .server import bind_socket
 
@@ -40,6 +41,7 @@ def serve(args: argparse.Namespace) -> int:
         from .supervisor import serve_workers
 
         return serve_workers(args, settings, len(scenarios))
+    settle_heap()
     try:
         state = MockState(scenarios, settings)
     except ValueError as exc:  # an --out folder that cannot be written

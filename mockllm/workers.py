@@ -106,6 +106,7 @@ def _serve_worker(
     args: argparse.Namespace, sock: socket.socket, conn: Connection
 ) -> int:  # pragma: no cover - runs in the worker processes
     from .app import MockState
+    from .loading import settle_heap
     from .logs import log_request
     from .serving import prepare_serve, serve_socket
 
@@ -113,6 +114,7 @@ def _serve_worker(
     if isinstance(prepared, int):
         return prepared
     settings, scenarios = prepared
+    settle_heap()
     state = MockState(scenarios, settings)
     state.listeners.append(log_request)
     serve_socket(args, state, sock, on_server=lambda server: _watch_supervisor(server, conn))
