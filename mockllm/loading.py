@@ -157,6 +157,21 @@ def same_file(path: str | Path) -> Path:
     return Path(path).resolve()
 
 
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def files_under(folder: Path) -> list[Path]:
+    """The scenario files of a folder, recursively, sorted; hidden folders are skipped (a Kubernetes ConfigMap
+    mount keeps each file twice more under `..data/` and `..<timestamp>/`, and swaps them on an update)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+        and p.is_file()
+    )
+
+
 def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem | None]]:
     """Expand files and folders (`*.yaml`, `*.yml`, `*.json`, recursively, sorted) in order.
 
@@ -167,7 +182,7 @@ def scenario_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Problem 
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+            found = files_under(path)
             if not found:
                 empty = "the folder holds no .yaml, .yml or .json scenario files; add one or pass another path"
                 yield path, Problem(str(path), 0, "", empty)

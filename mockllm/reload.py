@@ -16,14 +16,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .loading import Problem, id_clash, read_file
+from .loading import Problem, files_under, id_clash, read_file
 from .matching import Scenarios
 from .scenarios import Scenario
 
 log = logging.getLogger("mockllm")
 
 Stat = tuple[int, int, int]  # mtime in ns, size, inode
-SUFFIXES = (".yaml", ".yml", ".json")  # as `scenarios.scenario_files` expands a folder
 
 
 def _stat(path: Path) -> Stat | None:
@@ -37,7 +36,7 @@ def _stat(path: Path) -> Stat | None:
 def _files_under(folder: Path) -> list[Path]:
     """The scenario files of a folder in load order (as `scenario_files` orders them)."""
     try:
-        return sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        return files_under(folder)
     except OSError:
         return []
 
