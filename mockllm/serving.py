@@ -212,6 +212,7 @@ def serve_socket(
         request_timeout=state.settings.request_timeout,
     )
     server = uvicorn.Server(config)
+    raise_open_files()
     if on_server is not None:
         on_server(server)
     watcher = ScenarioWatcher(args.paths, state.scenarios) if args.reload else None
@@ -227,6 +228,22 @@ def serve_socket(
             watcher.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def raise_open_files() -> None:
+    """Lift the soft limit on open files to the hard one: every open stream is a socket, and a load test of
+    10,000 streams needs more than the usual soft limit of 1,024. Where the limit cannot be read or raised
+    (Windows, a container that forbids it), nothing changes."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, OSError, ValueError):
+        pass
 
 
 def _as_flags(message: str) -> str:
