@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -276,10 +277,32 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": rank(0.50), "p99": rank(0.99), "max": ordered[-1] * 1000}
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system, every thread) of another process so far; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def unpaced(
-    host: str, port: int, request: bytes, connections: int, duration: float, warmup: float, expect_events: int | None
+    host: str,
+    port: int,
+    request: bytes,
+    connections: int,
+    duration: float,
+    warmup: float,
+    expect_events: int | None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Every connection sends requests back to back; events and answers are counted after `warmup` for `duration`."""
+    """Every connection sends requests back to back; events and answers are counted after `warmup` for `duration`.
+
+    With `server_pid`, the share of one core the server and this generator used while counting: a server below
+    ~100% was not saturated (the generator, or another process on its core, held it back)."""
     tally = Tally(request, expect_events, timed=False)
     opened = await _open_all(host, port, tally, connections, again=True)
     for connection in opened:
@@ -288,9 +311,13 @@ async def unpaced(
     tally.errors.clear()
     tally.counting = True
     started = time.perf_counter()
+    server_cpu = cpu_seconds(server_pid)
+    own_cpu = time.process_time()
     await asyncio.sleep(duration)
     tally.counting = False
     elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(server_pid) - server_cpu
+    own_cpu = time.process_time() - own_cpu
     tally.stopping = True
     await _close_all(opened, grace=5.0)
     return {
@@ -302,6 +329,8 @@ async def unpaced(
         "requests_per_s": tally.requests / elapsed,
         "events_per_s": tally.events / elapsed,
         "latency_ms": percentiles(tally.latencies),
+        "server_cpu": server_cpu / elapsed if server_pid is not None else None,
+        "generator_cpu": own_cpu / elapsed,
         "errors": dict(tally.errors),
     }
 
@@ -338,7 +367,9 @@ def stream_errors(connections: list[Connection], stream: Stream) -> dict[str, An
     }
 
 
-async def paced(host: str, port: int, request: bytes, streams: int, stream: Stream, timeout: float) -> dict[str, Any]:
+async def paced(
+    host: str, port: int, request: bytes, streams: int, stream: Stream, timeout: float, server_pid: int | None = None
+) -> dict[str, Any]:
     """Open `streams` connections, then send one request on each in one pass, and time every event."""
     tally = Tally(request, stream.events, timed=True)
     opened = await _open_all(host, port, tally, streams, again=False)
@@ -347,6 +378,8 @@ async def paced(host: str, port: int, request: bytes, streams: int, stream: Stre
         tally.done.set()
     tally.counting = True
     started = time.perf_counter()
+    server_cpu = cpu_seconds(server_pid)
+    own_cpu = time.process_time()
     for connection in opened:
         connection.send()
     try:
@@ -355,6 +388,8 @@ async def paced(host: str, port: int, request: bytes, streams: int, stream: Stre
         for connection in opened:
             connection.give_up()
     elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(server_pid) - server_cpu
+    own_cpu = time.process_time() - own_cpu
     await _close_all(opened, grace=2.0)
     return {
         "mode": "paced",
@@ -362,6 +397,8 @@ async def paced(host: str, port: int, request: bytes, streams: int, stream: Stre
         "seconds": elapsed,
         "requests": tally.requests,
         "events": tally.events,
+        "server_cpu": server_cpu / elapsed if server_pid is not None else None,
+        "generator_cpu": own_cpu / elapsed,
         "errors": dict(tally.errors),
         **stream_errors(opened, stream),
     }
@@ -388,16 +425,24 @@ def main() -> None:
     parser.add_argument("--expect-events", type=int, help="unpaced: events in a whole answer (fewer is an error)")
     parser.add_argument("--paced", metavar="TTFT,GAP,CHUNKS", help="one stream per connection on this schedule")
     parser.add_argument("--timeout", type=float, default=120.0, help="paced: give up on streams after this long")
+    parser.add_argument("--server-pid", type=int, help="report the CPU share of this process too")
     args = parser.parse_args()
     raise_file_limit()
     request = http_request(args.host, args.port, request_body(args.prompt, args.model))
     if args.paced:
         ttft, gap, chunks = args.paced.split(",")
         stream = Stream(args.prompt, int(chunks), float(ttft), float(gap))
-        result = run(paced(args.host, args.port, request, args.connections, stream, args.timeout))
+        result = run(paced(args.host, args.port, request, args.connections, stream, args.timeout, args.server_pid))
     else:
         coroutine = unpaced(
-            args.host, args.port, request, args.connections, args.duration, args.warmup, args.expect_events
+            args.host,
+            args.port,
+            request,
+            args.connections,
+            args.duration,
+            args.warmup,
+            args.expect_events,
+            args.server_pid,
         )
         result = run(coroutine)
     json.dump(result, sys.stdout)

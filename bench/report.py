@@ -49,6 +49,10 @@ def ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}"
 
 
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
 def triple(stats: dict[str, float]) -> str:
     """p50 / p99 / max of one error, in ms."""
     if not stats:
@@ -86,7 +90,7 @@ def _git(*args: str) -> str:
     return done.stdout.strip() or "unknown"
 
 
-def machine(command: Sequence[str], pinning: Pinning, aimock: str) -> list[str]:
+def machine(command: Sequence[str], pinning: Pinning, aimock: str, load_at_start: tuple[float, ...]) -> list[str]:
     """What the figures were measured on and with, one line each."""
     commit = _git("rev-parse", "--short", "HEAD")
     if _git("status", "--porcelain", "--untracked-files=no", "--", "mockllm") not in ("", "unknown"):
@@ -99,12 +103,12 @@ def machine(command: Sequence[str], pinning: Pinning, aimock: str) -> list[str]:
         if pinning.server is not None
         else "not pinned (fewer than 2 cores available): figures are lower and noisier"
     )
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    start, end = (", ".join(f"{value:.2f}" for value in load) for load in (load_at_start, os.getloadavg()))
     return [
         f"date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"machine: {_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         f"pinning: {pinned}",
-        f"load average at the end (1, 5, 15 min): {load}",
+        f"load average (1, 5, 15 min) at the start: {start}; at the end: {end}",
         f"Python {platform.python_version()}; uvicorn {_version('uvicorn')}, starlette {_version('starlette')}, "
         f"uvloop {_version('uvloop')}, httptools {_version('httptools')}, h11 {_version('h11')}",
         f"node {node}; aimock: {aimock}",

@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
         os.sched_setaffinity(0, {pinning.generator})  # this process only waits and samples: keep it off the server
     processes = Processes()
     started = time.perf_counter()
+    load_at_start = os.getloadavg()
     tables: list[report.Table] = []
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as work:
         slow = workload.slow_stream(3, 0.2) if args.quick else workload.slow_stream(args.slow_chunks, 1.0)
@@ -116,7 +117,7 @@ def main(argv: list[str]) -> int:
     facts = context.facts
     verdicts = report.judge(facts)
     command = ["python", "bench/run.py", *argv]
-    lines = report.machine(command, pinning, context.aimock_note)
+    lines = report.machine(command, pinning, context.aimock_note, load_at_start)
     text = "\n".join(
         [
             "# mockllm benchmark results",

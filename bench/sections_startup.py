@@ -15,7 +15,7 @@ from typing import Any
 import matchtime
 import plugin_bench
 from report import Table, number
-from sections_streams import Context
+from sections_streams import Context, flags
 from servers import BENCH, BenchError, ServerKind, environment, free_port, mockllm_kind, serving, wait_healthy
 
 CHECK_TIMEOUT = 120.0
@@ -114,18 +114,13 @@ def _latency(context: Context, kind: ServerKind, count: int, seconds: float) -> 
     """Median latency (ms) of a streamed request for the last scenario, one connection, back to back."""
     last = count - 1
     with serving(context.processes, kind, context.pinning.server, context.work / "scale-serve.log") as server:
-        arguments = [
-            "--prompt",
-            matchtime.prompt_of(last),
-            "--model",
-            matchtime.model_of(last),
-            "--connections",
-            "1",
-            "--duration",
-            str(seconds),
-            "--warmup",
-            "0.2",
-        ]
+        arguments = flags(
+            prompt=matchtime.prompt_of(last),
+            model=matchtime.model_of(last),
+            connections=1,
+            duration=seconds,
+            warmup=0.2,
+        )
         result = context.generate(server, arguments, timeout=seconds + 60)
     if result["errors"] or not result["latency_ms"]:
         raise BenchError(f"requests for the last of {count} scenarios failed: {result['errors']}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import workload
-from report import Table, errors, number, ratio, triple
+from report import Table, errors, number, percent, ratio, triple
 from servers import (
     Pinning,
     Processes,
@@ -25,6 +25,11 @@ from servers import (
     start_server,
 )
 from workload import FAST, PACED, Stream
+
+
+def flags(**options: object) -> list[str]:
+    """Command-line options of bench/loadgen.py from keywords: `connections=32` is `--connections 32`."""
+    return [part for name, value in options.items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
 @dataclass
@@ -87,7 +92,7 @@ class Context:
         """A short unpaced run, so that first-request costs (imports, caches) fall outside the measurement."""
         if self.quick:
             return
-        self.generate(server, ["--prompt", FAST.prompt, "--connections", "4", "--duration", "0.3", "--warmup", "0"], 30)
+        self.generate(server, flags(prompt=FAST.prompt, connections=4, duration=0.3, warmup=0), 30)
 
 
 def unpaced(context: Context) -> Table:
@@ -97,23 +102,29 @@ def unpaced(context: Context) -> Table:
     table = Table(
         f"(a) Unpaced: {FAST.chunks}-chunk chat streams, {connections} connections, {context.duration:g} s counted "
         f"after {warmup:g} s of warm-up",
-        ["server", "events/s", "x baseline", "requests/s", "x baseline", "latency p50 / p99 (ms)", "errors"],
+        [
+            "server",
+            "events/s",
+            "x baseline",
+            "requests/s",
+            "x baseline",
+            "latency p50 / p99 (ms)",
+            "server CPU",
+            "generator CPU",
+            "errors",
+        ],
     )
     results: dict[str, dict[str, Any]] = {}
     for kind in context.chosen():
         with context.serve(kind) as server:
-            arguments = [
-                "--prompt",
-                FAST.prompt,
-                "--connections",
-                str(connections),
-                "--duration",
-                str(context.duration),
-                "--warmup",
-                str(warmup),
-                "--expect-events",
-                str(FAST.events),
-            ]
+            arguments = flags(
+                prompt=FAST.prompt,
+                connections=connections,
+                duration=context.duration,
+                warmup=warmup,
+                expect_events=FAST.events,
+                server_pid=server.process.pid,
+            )
             results[kind.name] = context.generate(server, arguments, timeout=context.duration + warmup + 60)
         context.facts[f"a/{kind.name}"] = results[kind.name]
     reference = results.get("baseline", {})
@@ -127,12 +138,18 @@ def unpaced(context: Context) -> Table:
                 number(result["requests_per_s"], 0),
                 ratio(result["requests_per_s"], reference.get("requests_per_s")),
                 f"{number(latency.get('p50'))} / {number(latency.get('p99'))}" if latency else "-",
+                percent(result.get("server_cpu")),
+                percent(result.get("generator_cpu")),
                 errors(result["errors"]),
             ]
         )
     table.notes.append(
         f"An event is one SSE event (`data: ...` and a blank line); a stream is {FAST.events} events: the role chunk, "
-        f"{FAST.chunks} content chunks, the finish chunk and `data: [DONE]`."
+        f"{FAST.chunks} content chunks, the finish chunk and `data: [DONE]`.",
+    )
+    table.notes.append(
+        "CPU: the share of one core each process used while counting (from /proc/PID/stat and the generator's "
+        "process time). A server well below 100% was held back by the generator or by other work on its core."
     )
     return table
 
@@ -150,6 +167,7 @@ def paced(context: Context) -> Table:
             "gap error",
             "last chunk error",
             "p99 x baseline (TTFT, gap, last)",
+            "CPU server / generator",
             "early",
             "errors",
         ],
@@ -160,16 +178,13 @@ def paced(context: Context) -> Table:
             context.warm_up(server)
             for count in counts:
                 schedule = f"{PACED.ttft},{PACED.gap},{PACED.chunks}"
-                arguments = [
-                    "--prompt",
-                    PACED.prompt,
-                    "--connections",
-                    str(count),
-                    "--paced",
-                    schedule,
-                    "--timeout",
-                    str(PACED.last + 60),
-                ]
+                arguments = flags(
+                    prompt=PACED.prompt,
+                    connections=count,
+                    paced=schedule,
+                    timeout=PACED.last + 60,
+                    server_pid=server.process.pid,
+                )
                 results[count, kind.name] = context.generate(server, arguments, timeout=PACED.last + 120)
                 context.facts[f"b/{count}/{kind.name}"] = results[count, kind.name]
     for count in counts:
@@ -187,6 +202,7 @@ def paced(context: Context) -> Table:
                     triple(result["gap_ms"]),
                     triple(result["last_ms"]),
                     ratios if reference else "-",
+                    f"{percent(result.get('server_cpu'))} / {percent(result.get('generator_cpu'))}",
                     str(result["early"]),
                     errors(result["errors"]),
                 ]
@@ -197,6 +213,7 @@ def paced(context: Context) -> Table:
         "TTFT and last errors are signed (late is positive); a gap error is |gap - nominal| between consecutive "
         "content chunks (two chunks read together make a gap of 0, an error of one whole gap).",
         "`early`: content chunks that arrived over 1 ms before their deadline, as seen by the client.",
+        "CPU: the share of one core each process used from the first request to the last event.",
     ]
     if "aimock" in [kind.name for kind in context.chosen()]:
         table.notes.append(
@@ -236,16 +253,7 @@ def memory(context: Context) -> Table:
                     peak.append(rss_kib(pid))
 
                 schedule = f"{slow.ttft},{slow.gap},{slow.chunks}"
-                arguments = [
-                    "--prompt",
-                    slow.prompt,
-                    "--connections",
-                    str(count),
-                    "--paced",
-                    schedule,
-                    "--timeout",
-                    str(slow.last + 60),
-                ]
+                arguments = flags(prompt=slow.prompt, connections=count, paced=schedule, timeout=slow.last + 60)
                 result = context.generate(server, arguments, timeout=slow.last + 120, sample=sample)
             kb = (max(peak) - before) * 1.024 / max(1, result["connections"])
             per_stream[count, kind.name] = kb
