@@ -97,6 +97,7 @@ class Connection(asyncio.Protocol):
 
     def send(self) -> None:
         if self.transport is None or self.transport.is_closing():
+            self._end("closed before the request")
             return
         self.state = HEAD
         self.events = 0
@@ -119,6 +120,12 @@ class Connection(asyncio.Protocol):
         """Abort an answer still running when the run's time is up."""
         if self.in_flight:
             self._end("unfinished at timeout")
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, outcome: str) -> None:
+        """An answer the generator cannot parse: counted, and the connection dropped."""
+        self._end(outcome)
         if self.transport is not None:
             self.transport.abort()
 
@@ -164,7 +171,11 @@ class Connection(asyncio.Protocol):
             self.state = UNTIL_CLOSE
             return
         stop = lower.find(b"\r\n", start + 2)
-        self.remaining = int(lower[start + 17 : stop if stop > 0 else len(lower)])
+        try:
+            self.remaining = int(lower[start + 17 : stop if stop > 0 else len(lower)])
+        except ValueError:
+            self._fail("bad content-length")
+            return
         self.state = LENGTH_BODY
         if self.remaining == 0:
             self._complete()
@@ -215,7 +226,11 @@ class Connection(asyncio.Protocol):
                     if not line:
                         self._complete()
                     continue
-                size = int(line.split(b";", 1)[0], 16)
+                try:
+                    size = int(line.split(b";", 1)[0], 16)
+                except ValueError:
+                    self._fail("bad chunk size")
+                    return
                 if size:
                     self.state = CHUNK_DATA
                     self.remaining = size
@@ -225,9 +240,7 @@ class Connection(asyncio.Protocol):
                 separator = data.find(b"\r\n\r\n", pos)
                 if separator < 0:
                     if end - pos > MAX_HEAD:
-                        self._end("bad head")
-                        if self.transport is not None:
-                            self.transport.abort()
+                        self._fail("head over 64 KiB")
                         return
                     self.buffer = data[pos:]
                     return
