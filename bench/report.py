@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import shutil
@@ -38,6 +39,8 @@ def number(value: float | None, digits: int = 1) -> str:
     """A figure for a cell; `-` when there is none."""
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "timed out"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}f}"
@@ -183,7 +186,8 @@ def judge(facts: dict[str, Any]) -> list[Verdict]:
         ("d/reset_us", "per-test reset ≤ 0.5 ms", 500.0, "µs", 1.0),
     ):
         value = facts.get(key)
-        add(target, value, f"{(value or 0) * scale:.1f} {unit}", value is not None and value <= limit)
+        figure = "timed out" if value == math.inf else f"{(value or 0) * scale:.1f} {unit}"
+        add(target, value, figure, value is not None and value <= limit)
     early = [result["early"] for key, result in facts.items() if key.endswith("/mockllm") and "early" in result]
     count = sum(early) if early else None
     add("never early (no mockllm chunk before its deadline)", count, f"{count or 0} early", count == 0)
