@@ -1,13 +1,14 @@
 """The reference servers: what uvicorn can do with the same bytes and no framework (and with Starlette's streaming).
 
-    python bench/baseline.py --port 8001 --streams '[["fast stream", 50, 0, 0]]' [--starlette]
+    python bench/baseline.py --port 8001 --streams '[["fast stream", 50, 0, 0]]' [--coalesce | --starlette]
 
 The raw baseline is a bare ASGI callable on `uvicorn.Server(loop="uvloop", http="httptools")`, access log off. It
 reads the body, picks the stream whose JSON-encoded prompt the body contains, and sends the SSE events of a mockllm
 chat stream, encoded once at start-up: a role chunk, one chunk per content piece, a finish chunk and
 `data: [DONE]`, one ASGI message (one HTTP chunk) each. A paced stream sleeps to absolute deadlines from the
-request's arrival (`asyncio.sleep` to `start + deadline`), as mockllm's pacing does. `--starlette` serves the same
-events through a Starlette route and `StreamingResponse`, to show what the framework costs.
+request's arrival (`asyncio.sleep` to `start + deadline`), as mockllm's pacing does. `--coalesce` joins the events
+due at the same time into one message (one write), the ceiling for a server that batches its writes; `--starlette`
+serves the same events through a Starlette route and `StreamingResponse`, to show what the framework costs.
 """
 
 from __future__ import annotations
@@ -61,11 +62,28 @@ def sse_events(stream: Stream, created: int = 1_700_000_000) -> list[tuple[float
     return events
 
 
-class Catalogue:
-    """The streams by prompt, their events encoded once."""
+def coalesced(events: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
+    """Events due at the same time joined into one write (all of an unpaced stream; the role and first content chunk,
+    and the last content chunk, the finish chunk and `[DONE]` of a paced one)."""
+    joined: list[tuple[float, bytes]] = []
+    for due, event in events:
+        if joined and joined[-1][0] == due:
+            joined[-1] = (due, joined[-1][1] + event)
+        else:
+            joined.append((due, event))
+    return joined
 
-    def __init__(self, streams: list[Stream]) -> None:
-        self.entries = [(json.dumps(s.prompt).encode(), s.paced, sse_events(s)) for s in streams]
+
+class Catalogue:
+    """The streams by prompt, their events encoded once (and joined by deadline when `coalesce`)."""
+
+    def __init__(self, streams: list[Stream], coalesce: bool = False) -> None:
+        self.entries = []
+        for stream in streams:
+            events = sse_events(stream)
+            self.entries.append(
+                (json.dumps(stream.prompt).encode(), stream.paced, coalesced(events) if coalesce else events)
+            )
 
     def pick(self, body: bytes) -> tuple[bool, list[tuple[float, bytes]]] | None:
         for prompt, paced, events in self.entries:
@@ -162,8 +180,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--streams", required=True, help="JSON list of [prompt, chunks, ttft, gap]")
     parser.add_argument("--starlette", action="store_true", help="serve through Starlette's StreamingResponse")
+    parser.add_argument("--coalesce", action="store_true", help="one write for the events due at the same time")
     args = parser.parse_args()
-    catalogue = Catalogue([Stream(p, int(n), float(t), float(g)) for p, n, t, g in json.loads(args.streams)])
+    streams = [Stream(p, int(n), float(t), float(g)) for p, n, t, g in json.loads(args.streams)]
+    catalogue = Catalogue(streams, coalesce=args.coalesce)
     app = starlette_app(catalogue) if args.starlette else raw_app(catalogue)
     loop, http = fastest()
     config = uvicorn.Config(

@@ -36,7 +36,7 @@ SECTIONS: dict[str, Callable[[Context], report.Table]] = {
     "d": sections_startup.pytest_costs,
     "e": sections_startup.many_scenarios,
 }
-SERVERS = ("baseline", "starlette", "mockllm", "aimock")
+SERVERS = ("baseline", "coalesced", "starlette", "mockllm", "aimock")
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -59,7 +59,8 @@ class Context:
         catalogue = json.dumps([[s.prompt, s.chunks, s.ttft, s.gap] for s in self.streams])
         kinds = {
             "baseline": baseline_kind(catalogue),
-            "starlette": baseline_kind(catalogue, starlette=True),
+            "coalesced": baseline_kind(catalogue, "coalesced"),
+            "starlette": baseline_kind(catalogue, "starlette"),
             "mockllm": mockllm_kind(scenarios, self.mockllm_args),
         }
         if self.aimock_cli is not None:
@@ -147,6 +148,12 @@ def unpaced(context: Context) -> Table:
         f"An event is one SSE event (`data: ...` and a blank line); a stream is {FAST.events} events: the role chunk, "
         f"{FAST.chunks} content chunks, the finish chunk and `data: [DONE]`.",
     )
+    if "coalesced" in context.servers:
+        table.notes.append(
+            "`coalesced` is the baseline with the events due at the same time joined into one write (here the whole "
+            "stream): what uvicorn can do when a server does not write each event on its own; the ratios are to "
+            "`baseline`, which writes each event on its own as mockllm does."
+        )
     table.notes.append(
         "CPU: the share of one core each process used while counting (from /proc/PID/stat and the generator's "
         "process time). A server well below 100% was held back by the generator or by other work on its core."
@@ -244,7 +251,7 @@ def memory(context: Context) -> Table:
     )
     per_stream: dict[tuple[int, str], float] = {}
     for count in counts:
-        for kind in context.chosen(exclude=("starlette",)):
+        for kind in context.chosen(exclude=("coalesced", "starlette")):
             with context.serve(kind) as server:
                 context.warm_up(server)
                 before = rss_kib(server.process.pid)

@@ -170,12 +170,14 @@ def mockllm_kind(scenario_file: Path, extra: list[str]) -> ServerKind:
     return ServerKind("mockllm", command, "/_mockllm/health")
 
 
-def baseline_kind(streams_json: str, starlette: bool = False) -> ServerKind:
+def baseline_kind(streams_json: str, variant: str = "baseline") -> ServerKind:
+    """The raw baseline, or its variant `coalesced` or `starlette` (bench/baseline.py)."""
+
     def command(port: int) -> list[str]:
-        flags = ["--starlette"] if starlette else []
+        flags = {"baseline": [], "coalesced": ["--coalesce"], "starlette": ["--starlette"]}[variant]
         return [sys.executable, str(BENCH / "baseline.py"), "--port", str(port), "--streams", streams_json, *flags]
 
-    return ServerKind("starlette" if starlette else "baseline", command, "/health")
+    return ServerKind(variant, command, "/health")
 
 
 def aimock_kind(cli: Path, fixture_file: Path) -> ServerKind:
