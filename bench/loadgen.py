@@ -354,7 +354,7 @@ def stream_errors(connections: list[Connection], stream: Stream) -> dict[str, An
     gaps: list[float] = []
     last: list[float] = []
     late: list[float] = []
-    steady: list[float] = []  # the chunks after the first, once the stream is open
+    drift: list[float] = []  # the chunks after the first against the first's own arrival
     early = 0
     first = HEAD_EVENTS
     for connection in connections:
@@ -370,7 +370,7 @@ def stream_errors(connections: list[Connection], stream: Stream) -> dict[str, An
             if lateness < -EARLY_TOLERANCE:
                 early += 1
             if k:
-                steady.append(lateness)
+                drift.append(times[first + k] - times[first] - k * stream.gap)
                 gaps.append(abs(times[first + k] - times[first + k - 1] - stream.gap))
     return {
         "streams_measured": len(ttft),
@@ -378,7 +378,7 @@ def stream_errors(connections: list[Connection], stream: Stream) -> dict[str, An
         "gap_ms": percentiles(gaps),
         "last_ms": percentiles(last),
         "late_ms": percentiles(late),
-        "late_after_first_ms": percentiles(steady),
+        "drift_ms": percentiles(drift),
         "early": early,
     }
 
