@@ -72,6 +72,12 @@ class Context:
         kinds = self.kinds()
         return [kinds[name] for name in self.servers if name in kinds and name not in exclude]
 
+    def absent(self) -> list[str]:
+        """Notes for the servers asked for that could not run."""
+        if "aimock" in self.servers and self.aimock_cli is None:
+            return [f"aimock: {self.aimock_note}."]
+        return []
+
     @contextmanager
     def serve(self, kind: ServerKind) -> Iterator[Server]:
         """A fresh server for the block; in a quick run, one server of each kind for the whole run."""
@@ -154,6 +160,7 @@ def unpaced(context: Context) -> Table:
             "stream): what uvicorn can do when a server does not write each event on its own; the ratios are to "
             "`baseline`, which writes each event on its own as mockllm does."
         )
+    table.notes += context.absent()
     table.notes.append(
         "CPU: the share of one core each process used while counting (from /proc/PID/stat and the generator's "
         "process time). A server well below 100% was held back by the generator or by other work on its core."
@@ -221,6 +228,7 @@ def paced(context: Context) -> Table:
         "content chunks (two chunks read together make a gap of 0, an error of one whole gap).",
         "`early`: content chunks that arrived over 1 ms before their deadline, as seen by the client.",
         "CPU: the share of one core each process used from the first request to the last event.",
+        *context.absent(),
     ]
     if "aimock" in [kind.name for kind in context.chosen()]:
         table.notes.append(
@@ -288,5 +296,6 @@ def memory(context: Context) -> Table:
         "requests are sent at once, so it includes the time the server takes to read and start every request (a "
         "server counts deadlines from a request's arrival). Drift: chunk k's arrival minus the first chunk's arrival "
         "and k gaps, how well an open stream keeps time once it has started.",
+        *context.absent(),
     ]
     return table

@@ -256,6 +256,7 @@ def aimock_cli(cache: Path, version: str = AIMOCK_VERSION) -> tuple[Path | None,
     except subprocess.TimeoutExpired:
         return None, "npm install took over 300 s"
     if done.returncode != 0 or not cli.exists():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"npm install {AIMOCK_PACKAGE}@{version} failed: {last}"
+        # npm's last line is where its log is; the lines before say what went wrong.
+        lines = [line for line in done.stderr.splitlines() if line.strip() and "complete log" not in line]
+        return None, f"npm install {AIMOCK_PACKAGE}@{version} failed: {' / '.join(lines[:2]) or 'no output'}"
     return cli, ""
