@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 SCENARIOS = """\
 version: 1
@@ -42,7 +44,7 @@ def pytest_sessionfinish(session):
 """
 
 TESTS = """\
-import openai, pytest
+import pytest
 
 N = range({n})
 
@@ -90,7 +92,7 @@ def test_stream_shared_client(mockllm, i):
 """
 
 
-def server_start_times(runs: int) -> tuple[float, list[float]]:
+def server_start_times(runs: int, **popen: Any) -> tuple[float, list[float]]:
     """The first start in a fresh process (imports included), then warm starts; seconds."""
     code = textwrap.dedent(
         f"""
@@ -109,23 +111,77 @@ def server_start_times(runs: int) -> tuple[float, list[float]]:
         print(json.dumps([first, warm]))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, **popen).stdout
     first, warm = json.loads(out)
     return first, warm
 
 
-def run_pytest(folder: Path, *args: str) -> float:
+def reset_time(runs: int, **popen: Any) -> float:
+    """Seconds `MockServer.reset()` takes after a test added a scenario, measured in a fresh process (median)."""
+    code = textwrap.dedent(
+        f"""
+        import json, statistics, time
+        from mockllm import MockServer
+        server = MockServer(time_scale=0).start()
+        times = []
+        for i in range({runs}):
+            server.add({{"id": f"s{{i}}", "when": {{"prompt": "hi"}}, "reply": {{"text": "Hello!"}}}})
+            started = time.perf_counter()
+            server.reset()
+            times.append(time.perf_counter() - started)
+        server.stop()
+        print(json.dumps(statistics.median(times)))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, **popen).stdout
+    median: float = json.loads(out)
+    return median
+
+
+def run_pytest(folder: Path, *args: str, **popen: Any) -> float:
+    """Wall time of a fresh `python -m pytest` in `folder`; a RuntimeError with its output when it fails."""
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--mockllm-time-scale=0", *args],
         cwd=folder,
         capture_output=True,
         text=True,
+        **popen,
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        sys.exit(f"pytest failed in {folder}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"pytest failed in {folder}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return elapsed
+
+
+def fixture_costs(folder: Path, tests: int, **popen: Any) -> dict[str, float]:
+    """Seconds a test pays for the plugin, from pytest's own setup and teardown durations of `tests` tests each:
+    `base` (a test without the fixture), `session` (the first test with it, which starts the session server, minus
+    base), `fixture` and `marker` (the median extra of a test with the fixture, or with a marker too).
+
+    Only the mockllm plugin is loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD), so that other installed plugins' hooks
+    neither slow the run down nor blur the figures."""
+    (folder / "scenarios.yaml").write_text(SCENARIOS)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    (folder / "conftest.py").write_text(CONFTEST)
+    (folder / "test_phases.py").write_text(TESTS.format(n=tests))
+    env = {**(popen.pop("env", None) or os.environ), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    try:
+        run_pytest(folder, "-p", "mockllm.pytest_plugin", "test_phases.py", env=env, **popen)
+    finally:
+        (folder / "test_phases.py").unlink()
+    phases: dict[str, float] = json.loads((folder / "phases.json").read_text())
+    kinds: dict[str, list[float]] = {}
+    for nodeid, seconds in phases.items():
+        kinds.setdefault(nodeid.split("::")[-1].split("[")[0], []).append(seconds)
+    base = statistics.median(kinds["test_plain"])
+    return {
+        "base": base,
+        "session": phases["test_phases.py::test_fixture_only[0]"] - base,
+        # The median leaves out the one test that starts the session server (measured above).
+        "fixture": statistics.median(kinds["test_fixture_only"]) - base,
+        "marker": statistics.median(kinds["test_marker_only"]) - base,
+    }
 
 
 def main() -> None:
@@ -141,35 +197,30 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "scenarios.yaml").write_text(SCENARIOS)
-        (folder / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-        (folder / "conftest.py").write_text(CONFTEST)
-        (folder / "test_phases.py").write_text(TESTS.format(n=n))
-        run_pytest(folder, "test_phases.py")
-        phases: dict[str, float] = json.loads((folder / "phases.json").read_text())
-        kinds: dict[str, list[float]] = {}
-        for nodeid, seconds in phases.items():
-            kinds.setdefault(nodeid.split("::")[-1].split("[")[0], []).append(seconds)
-        base = statistics.median(kinds["test_plain"])
-        print(f"setup + teardown of a test without the fixture: median {base * 1e6:.0f} µs")
-        for kind in ("test_fixture_only", "test_marker_only"):
-            # The median leaves out the one test that starts the session server (measured above).
-            extra = statistics.median(kinds[kind]) - base
-            print(f"per-test cost of the fixture (setup + teardown, {kind}): median {extra * 1e6:.0f} µs")
+        try:
+            costs = fixture_costs(folder, n)
+            print(f"setup + teardown of a test without the fixture: median {costs['base'] * 1e6:.0f} µs")
+            print(f"session server start, as the first test with the fixture pays it: {costs['session'] * 1000:.1f} ms")
+            for kind in ("fixture", "marker"):
+                print(f"per-test cost of the {kind} (setup + teardown): median {costs[kind] * 1e6:.0f} µs")
 
-        (folder / "test_phases.py").unlink()
-        (folder / "test_stream.py").write_text(STREAM_TESTS.format(n=n))
-        (folder / "test_shared.py").write_text(SHARED_CLIENT_TESTS.format(n=n))
-        empty = folder / "test_empty.py"
-        empty.write_text(f"import pytest\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_empty(i):\n    pass\n")
-        baseline = run_pytest(folder, "test_empty.py")
-        print(f"{n} empty tests without the fixture (pytest start-up and collection): {baseline:.2f} s")
-        wall = run_pytest(folder, "test_stream.py")
-        print(f"{n} tests, one streamed request each, a new openai.OpenAI() per test: {wall:.2f} s")
-        wall = run_pytest(folder, "test_shared.py")
-        print(f"{n} tests, one streamed request each, one shared client: {wall:.2f} s")
-        wall = run_pytest(folder, "test_stream.py", "-n", str(options.workers))
-        print(f"{n} tests, one streamed request each, new client per test, -n {options.workers}: {wall:.2f} s")
+            (folder / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+            (folder / "test_stream.py").write_text(STREAM_TESTS.format(n=n))
+            (folder / "test_shared.py").write_text(SHARED_CLIENT_TESTS.format(n=n))
+            empty = folder / "test_empty.py"
+            empty.write_text(
+                f"import pytest\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_empty(i):\n    pass\n"
+            )
+            baseline = run_pytest(folder, "test_empty.py")
+            print(f"{n} empty tests without the fixture (pytest start-up and collection): {baseline:.2f} s")
+            wall = run_pytest(folder, "test_stream.py")
+            print(f"{n} tests, one streamed request each, a new openai.OpenAI() per test: {wall:.2f} s")
+            wall = run_pytest(folder, "test_shared.py")
+            print(f"{n} tests, one streamed request each, one shared client: {wall:.2f} s")
+            wall = run_pytest(folder, "test_stream.py", "-n", str(options.workers))
+            print(f"{n} tests, one streamed request each, new client per test, -n {options.workers}: {wall:.2f} s")
+        except RuntimeError as exc:
+            sys.exit(str(exc))
 
 
 if __name__ == "__main__":
