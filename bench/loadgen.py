@@ -384,9 +384,17 @@ def stream_errors(connections: list[Connection], stream: Stream) -> dict[str, An
 
 
 async def paced(
-    host: str, port: int, request: bytes, streams: int, stream: Stream, timeout: float, server_pid: int | None = None
+    host: str,
+    port: int,
+    request: bytes,
+    streams: int,
+    stream: Stream,
+    timeout: float,
+    server_pid: int | None = None,
+    spread: float = 0.0,
 ) -> dict[str, Any]:
-    """Open `streams` connections, then send one request on each in one pass, and time every event."""
+    """Open `streams` connections, then send one request on each, in one pass or evenly over `spread` seconds, and
+    time every event."""
     tally = Tally(request, stream.events, timed=True)
     opened = await _open_all(host, port, tally, streams, again=False)
     tally.wanted = len(opened)
@@ -396,10 +404,15 @@ async def paced(
     started = time.perf_counter()
     server_cpu = cpu_seconds(server_pid)
     own_cpu = time.process_time()
-    for connection in opened:
-        connection.send()
+    if spread > 0:
+        loop = asyncio.get_running_loop()
+        for index, connection in enumerate(opened):
+            loop.call_later(spread * index / len(opened), connection.send)
+    else:
+        for connection in opened:
+            connection.send()
     try:
-        await asyncio.wait_for(tally.done.wait(), timeout)
+        await asyncio.wait_for(tally.done.wait(), timeout + spread)
     except TimeoutError:
         for connection in opened:
             connection.give_up()
@@ -441,6 +454,7 @@ def main() -> None:
     parser.add_argument("--expect-events", type=int, help="unpaced: events in a whole answer (fewer is an error)")
     parser.add_argument("--paced", metavar="TTFT,GAP,CHUNKS", help="one stream per connection on this schedule")
     parser.add_argument("--timeout", type=float, default=120.0, help="paced: give up on streams after this long")
+    parser.add_argument("--spread", type=float, default=0.0, help="paced: send the requests evenly over this long")
     parser.add_argument("--server-pid", type=int, help="report the CPU share of this process too")
     args = parser.parse_args()
     raise_file_limit()
@@ -448,7 +462,10 @@ def main() -> None:
     if args.paced:
         ttft, gap, chunks = args.paced.split(",")
         stream = Stream(args.prompt, int(chunks), float(ttft), float(gap))
-        result = run(paced(args.host, args.port, request, args.connections, stream, args.timeout, args.server_pid))
+        coroutine = paced(
+            args.host, args.port, request, args.connections, stream, args.timeout, args.server_pid, args.spread
+        )
+        result = run(coroutine)
     else:
         coroutine = unpaced(
             args.host,
