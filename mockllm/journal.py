@@ -72,7 +72,7 @@ class Entry:
             "violation": self.violation,
             "outcome": self.outcome,
             "chunks": self.chunks,
-            "chunk_times": list(self.chunk_times),
+            "chunk_times": [round(at, 6) for at in self.chunk_times],
             "duration": self.duration,
         }
 
