@@ -6,6 +6,7 @@ It knows frames only by kind (head, content, tail), never by protocol, so every 
 from __future__ import annotations
 
 import asyncio
+from array import array
 from collections.abc import Callable, Coroutine, Sequence
 from time import perf_counter
 from typing import Any
@@ -42,7 +43,8 @@ class PacedResponse:
         self.status = status
         self.headers = headers
         self.frames = frames
-        self.deadlines = deadlines
+        # Seconds from arrival, packed: an open stream holds 8 bytes a frame, not a float object each.
+        self.deadlines = array("d", deadlines)
         self.head_delay = head_delay
         self.fault = fault
         self.fault_frames = fault_frames
@@ -97,6 +99,13 @@ class PacedResponse:
             await asyncio.sleep(delay)
             delay = deadline - self.entry.elapsed()
         return self._transport is None or not self._transport.is_closing()
+
+    def _raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as the server takes them; the dict is dropped, as nothing reads it once they are sent (a
+        stream open for minutes should not hold them)."""
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        self.headers = {}
+        return raw
 
     async def _paced(self, sending: Coroutine[Any, Any, bool]) -> bool:
         """Run a paced send loop as a task of its own. Every wake-up of a coroutine resumes the whole chain of
@@ -182,8 +191,7 @@ class PacedResponse:
                     outcome = "reset" if fault.kind == "disconnect" else outcome
                     return
                 fault = None
-            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
-            await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
+            await send({"type": "http.response.start", "status": self.status, "headers": self._raw_headers()})
             started = True
             cut = len(self.frames) if fault is None else self._cut()
             self._sent = cut
