@@ -147,6 +147,7 @@ class MockState:
         self.scenarios.reset_positions()
         self.rng.seed(self.settings.seed)
         self.conversations.clear()
+        self.frame_cache.clear()  # the runtime scenarios' replies go with them
 
     def model_ids(self) -> list[str]:
         """Models named exactly by scenarios (`when.model` as a plain string, `reply.model`), plus extras."""
@@ -266,8 +267,9 @@ class MockApp:
                     check(reply, parsed, selection.scenario.name)
                 except RequestError as exc:
                     return self._error(entry, _request_error(exc, protocol.API, dialect, rid))
-        # A request the protocol renders from its body alone may reuse an identical request's frames (framecache.py).
-        cacheable = getattr(protocol, "attach", None) is None
+        # A request the protocol renders from its body alone may reuse an identical request's frames (framecache.py);
+        # a fallback's reply is made for one request, and would never be met again.
+        cacheable = getattr(protocol, "attach", None) is None and selection is not None
         source = (request.scope["path"], raw) if cacheable else None
         return await self._respond(protocol, parsed, reply, dialect, rid, entry, source)
 

@@ -124,3 +124,16 @@ def test_an_unknown_protocol_is_refused() -> None:
     server = MockServer(http="spdy")
     with pytest.raises(ValueError, match="http='spdy' is not a protocol"):
         server.start()
+
+
+def test_the_frame_cache_keeps_scenario_replies_only() -> None:
+    with MockServer(scenarios=load_text(SCENARIOS, "<test>"), time_scale=0, fallback="echo") as server:
+        cache = server.state.frame_cache
+        ask(server, "words")
+        ask(server, "words")
+        assert (cache.misses, cache.hits) == (1, 1)
+        ask(server, "no scenario says this")  # the echo fallback: rendered, not kept
+        assert (cache.misses, cache.hits) == (1, 1)
+        server.reset()
+        ask(server, "words")
+        assert (cache.misses, cache.hits) == (2, 1)
