@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
-import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -184,10 +184,15 @@ _ALNUM = string.ascii_letters + string.digits
 _ID_ALPHABET = bytes.maketrans(bytes(range(256)), (_ALNUM * 5).encode()[:256])
 
 
+# Ids are unique, not secret: a generator seeded from the system's randomness in each process (each worker imports
+# this afresh) makes them without a system call each, and apart from --seed, which drives replies, not ids.
+_ID_RNG = random.Random(os.urandom(32))
+
+
 def random_id(prefix: str, length: int = 24) -> str:
-    """A fresh id in the style the real APIs use (`chatcmpl-…`, `call_…`): letters and digits from the system's
-    randomness, one byte each (4 of the 62 are a little likelier: no id is a secret)."""
-    return prefix + secrets.token_bytes(length).translate(_ID_ALPHABET).decode()
+    """A fresh id in the style the real APIs use (`chatcmpl-…`, `call_…`): letters and digits, one random byte
+    each (4 of the 62 are a little likelier: no id is a secret)."""
+    return prefix + _ID_RNG.randbytes(length).translate(_ID_ALPHABET).decode()
 
 
 def openai_headers(dialect: str, rid: str) -> dict[str, str]:
@@ -219,7 +224,7 @@ def openai_headers(dialect: str, rid: str) -> dict[str, str]:
 
 def request_id() -> str:
     """A fresh request id, `req_` and 32 hex digits, as OpenAI and Anthropic send them."""
-    return "req_" + secrets.token_hex(16)
+    return f"req_{_ID_RNG.getrandbits(128):032x}"
 
 
 @functools.lru_cache(maxsize=65536)
