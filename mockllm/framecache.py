@@ -33,7 +33,7 @@ Splice = Callable[[bytes], bytes]
 class _Cached:
     reply: Reply  # held, so that its id() cannot be reused while the entry lives
     frames: list[Frame]
-    response_id: bytes | None
+    response_id: bytes
     id_prefix: bytes
     created: bytes | None
     call_ids: tuple[bytes, ...]
@@ -108,12 +108,10 @@ def _remember(reply: Reply, frames: list[Frame], plan: Plan) -> _Cached | None:
     return _Cached(reply, frames, response_id, id_prefix, created, call_ids, size)
 
 
-def _splicer(cached: _Cached) -> Splice | None:
+def _splicer(cached: _Cached) -> Splice:
     """The splice that gives a cached stream this response's own id, `created` second and tool-call ids."""
-    pairs: list[tuple[bytes, bytes]] = []
-    if cached.response_id is not None:
-        length = len(cached.response_id) - len(cached.id_prefix)
-        pairs.append((cached.response_id, random_id(cached.id_prefix.decode(), length).encode()))
+    length = len(cached.response_id) - len(cached.id_prefix)
+    pairs = [(cached.response_id, random_id(cached.id_prefix.decode(), length).encode())]
     if cached.created is not None:
         now = str(int(time.time())).encode()
         if now != cached.created:
@@ -121,8 +119,6 @@ def _splicer(cached: _Cached) -> Splice | None:
     for old in cached.call_ids:
         prefix = b"toolu_01" if old.startswith(b"toolu_01") else old[: old.index(b"_") + 1] if b"_" in old else b""
         pairs.append((old, random_id(prefix.decode(), len(old) - len(prefix)).encode()))
-    if not pairs:
-        return None
 
     def splice(data: bytes) -> bytes:
         for old_value, new_value in pairs:
