@@ -162,27 +162,50 @@ def _duplicate(node: yaml.MappingNode, key_node: yaml.Node, key: Any) -> _Locate
     return _Located(DuplicateKey, key_node.start_mark.line + 1, key, first)
 
 
-def _build(node: yaml.Node) -> Any:
-    """The value of a node tree without aliases: a plain ASCII string, the bulk of a scenario file, is taken as it
-    stands, without a call of its own."""
+def _plain(node: yaml.Node) -> bool:
+    """A plain ASCII string, the bulk of a scenario file: its value is the node's text as it stands."""
+    return node.tag == _STR and type(node) is yaml.ScalarNode and node.value.isascii()
+
+
+@dataclass
+class _AliasCounter:
+    """Counts the values that aliases repeat: a node met a second time is an alias's copy."""
+
+    seen: set[int] = field(default_factory=set)
+    repeated: int = 0
+
+    def visit(self, node: yaml.Node) -> None:
+        if id(node) in self.seen:
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_EXPANSION:
+                raise _Located(AliasBomb, node.start_mark.line + 1)
+        else:
+            self.seen.add(id(node))
+
+
+def _build(node: yaml.Node, counter: _AliasCounter | None = None) -> Any:
+    """The value of a node tree, counting aliases' copies with `counter`. Without one (a document with no anchor),
+    a plain ASCII string is taken as it stands, without a call of its own."""
+    if counter is not None:
+        counter.visit(node)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == _STR and type(key_node) is yaml.ScalarNode and key_node.value.isascii():
+            if counter is None and _plain(key_node):
                 key = key_node.value
             else:
                 try:
-                    key = _key(_build(key_node))
+                    key = _key(_build(key_node, counter))
                 except _Located as exc:
                     exc.path.append("<key>")
                     raise
             if key in result:
                 raise _duplicate(node, key_node, key)
-            if value_node.tag == _STR and type(value_node) is yaml.ScalarNode and value_node.value.isascii():
+            if counter is None and _plain(value_node):
                 result[key] = value_node.value
                 continue
             try:
-                result[key] = _build(value_node)
+                result[key] = _build(value_node, counter)
             except _Located as exc:
                 exc.path.append(key)
                 raise
@@ -191,55 +214,12 @@ def _build(node: yaml.Node) -> Any:
         items = []
         for index, item in enumerate(node.value):
             try:
-                items.append(_build(item))
+                items.append(_build(item, counter))
             except _Located as exc:
                 exc.path.append(index)
                 raise
         return items
     return _text(node)
-
-
-@dataclass
-class _Counted:
-    """Builds values like `_build`, counting the values that aliases repeat: a node met a second time is an alias's
-    copy."""
-
-    seen: set[int] = field(default_factory=set)
-    repeated: int = 0
-
-    def build(self, node: yaml.Node) -> Any:
-        if id(node) in self.seen:
-            self.repeated += 1
-            if self.repeated > MAX_ALIAS_EXPANSION:
-                raise _Located(AliasBomb, node.start_mark.line + 1)
-        else:
-            self.seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                try:
-                    key = _key(self.build(key_node))
-                except _Located as exc:
-                    exc.path.append("<key>")
-                    raise
-                if key in result:
-                    raise _duplicate(node, key_node, key)
-                try:
-                    result[key] = self.build(value_node)
-                except _Located as exc:
-                    exc.path.append(key)
-                    raise
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            items = []
-            for index, item in enumerate(node.value):
-                try:
-                    items.append(self.build(item))
-                except _Located as exc:
-                    exc.path.append(index)
-                    raise
-            return items
-        return _text(node)
 
 
 def build(node: yaml.Node, text: str) -> Any:
@@ -250,7 +230,7 @@ def build(node: yaml.Node, text: str) -> Any:
     deeper than the interpreter recurses.
     """
     try:
-        return _Counted().build(node) if "&" in text else _build(node)
+        return _build(node, _AliasCounter() if "&" in text else None)
     except _Located as exc:
         path = tuple(reversed(exc.path))
         if exc.kind is DuplicateKey:
