@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
+
 _URL = re.compile(r"on (http://\S+:\d+) ")
 
 
@@ -126,3 +128,17 @@ class ServeProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def refuses_connections(url: str, within: float) -> bool:
+    """Whether the server at `url` stops accepting connections within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/_mockllm/health", timeout=1)
+        except httpx.ConnectError:
+            return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False

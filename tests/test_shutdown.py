@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from serve_process import ServeProcess
+from serve_process import ServeProcess, refuses_connections
 
 SCENARIOS = """
 version: 1
@@ -40,19 +40,6 @@ def _client(server: ServeProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
 
 
-def _refuses_connections(url: str, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/_mockllm/health", timeout=1)
-        except httpx.ConnectError:
-            return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
 def test_sigterm_lets_the_stream_in_flight_finish_then_exits_0(scenario_file: Path) -> None:
     with ServeProcess(str(scenario_file), "--log-format", "json") as server:
         stream = _client(server).chat.completions.create(
@@ -67,7 +54,7 @@ def test_sigterm_lets_the_stream_in_flight_finish_then_exits_0(scenario_file: Pa
             if text and not refused:
                 server.signal(signal.SIGTERM)
                 # New connections are refused at once, while this stream goes on.
-                refused = _refuses_connections(server.url, within=5)
+                refused = refuses_connections(server.url, within=5)
         assert refused
         assert text == EXPECTED
         assert finish == "stop"

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from serve_process import ServeProcess
+from serve_process import ServeProcess, refuses_connections
 
 SCENARIOS = """
 version: 1
@@ -193,19 +193,6 @@ def test_the_scenario_list_is_the_same_in_every_worker(server: ServeProcess) -> 
     assert listed == {("paced", "limited", "cut", "slow")}
 
 
-def _refuses_connections(url: str, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/_mockllm/health", timeout=1)
-        except httpx.ConnectError:
-            return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
 def test_a_killed_worker_is_restarted_and_sigterm_lets_streams_finish(scenario_file: Path) -> None:
     with ServeProcess(str(scenario_file), "--workers", "2", "--grace", "5s") as server:
         assert sum("with 2 worker processes" in line for line in server.lines) == 1
@@ -232,7 +219,7 @@ def test_a_killed_worker_is_restarted_and_sigterm_lets_streams_finish(scenario_f
                 text += chunk.choices[0].delta.content
                 if text == "c00":
                     server.signal(signal.SIGTERM)
-                    assert _refuses_connections(server.url, within=5)
+                    assert refuses_connections(server.url, within=5)
         assert text == "".join(f"c{i:02d}" for i in range(20))
         assert server.wait(15) == 0
     # Plain log lines name the worker that wrote them; the supervisor's own lines do not.
@@ -246,7 +233,7 @@ def test_workers_stop_by_themselves_when_the_supervisor_is_killed(scenario_file:
         assert httpx.get(server.url + "/_mockllm/health").status_code == 200
         server.signal(signal.SIGKILL)
         assert server.wait() == -signal.SIGKILL
-        assert _refuses_connections(server.url, within=10)  # no orphan keeps the port
+        assert refuses_connections(server.url, within=10)  # no orphan keeps the port
         assert server.wait_for(lambda line: "the supervisor process is gone" in line)
 
 
