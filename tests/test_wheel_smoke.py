@@ -91,26 +91,24 @@ def test_the_wheel_serves_the_examples_with_the_image_command_line(tmp_path: Pat
         )
         assert checked.returncode == 0, "the image's HEALTHCHECK command failed against the server"
 
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
-        with client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}], stream=True
-        ) as stream:
-            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-        assert text == "Hello there! How can I help you today?"
-        server.signal(signal.SIGTERM)
-        assert server.wait() == 0
+        _say_hello_then_stop(server)
     assert any(" POST /v1/chat/completions greet 200 " in line for line in server.lines)
 
     # MOCKLLM_WORKERS=2: each spawned worker imports the installed `mockllm` script again as its main module.
     assert image_env["MOCKLLM_WORKERS"] == "1"
     with ServeProcess(command=argv, env={**env, "MOCKLLM_WORKERS": "2"}, cwd=tmp_path, timeout=60) as server:
         assert httpx.get(server.url + "/_mockllm/health").json()["workers"] == 2
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
-        with client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}], stream=True
-        ) as stream:
-            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-        assert text == "Hello there! How can I help you today?"
-        server.signal(signal.SIGTERM)
-        assert server.wait() == 0
+        _say_hello_then_stop(server)
     assert any("with 2 worker processes" in line for line in server.lines)
+
+
+def _say_hello_then_stop(server: ServeProcess) -> None:
+    """A streamed chat answered as the example scenarios say, then SIGTERM and exit code 0."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+    with client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}], stream=True
+    ) as stream:
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "Hello there! How can I help you today?"
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
