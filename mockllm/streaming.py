@@ -16,9 +16,8 @@ from starlette.types import Receive, Scope, Send
 from .journal import Entry
 from .protocols.base import Frame
 from .scenarios import FaultSpec
-from .transport import reset_connection, transport_of
-
-BATCH_BYTES = 64 * 1024  # frames due together are joined into writes of about this size
+from .ticker import BATCH_BYTES, Run, ticker, timer_pad
+from .transport import GONE, PAUSED, chunk_writer, reset_connection, transport_of
 
 
 class PacedResponse:
@@ -107,13 +106,40 @@ class PacedResponse:
         self.headers = {}
         return raw
 
+    async def _send_body(self, stop: int, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Send frames[:stop] at their deadlines; False if the client went away.
+
+        A paced stream on mockllm's own server goes on the loop's ticker (ticker.py), which writes each frame to the
+        connection when it is due, and this task sleeps until the last is written. When the connection's buffer is
+        full, the frame due goes through the server's `send`, which waits for the client to read; then the ticker
+        takes over again."""
+        if not self.deadlines or self.deadlines[-1] <= 0:
+            return await self._send_frames(0, stop, receive, send)  # nothing to wait for: in place, at once
+        write = chunk_writer(scope)
+        if write is None:  # another server (h11, or not mockllm's): a sleep and a `send` per frame
+            return await self._paced(self._send_frames(0, stop, receive, send))
+        loop = asyncio.get_running_loop()
+        clock = ticker()
+        entry = self.entry
+        index = 0
+        while index < stop:
+            run = Run(self.frames, self.deadlines, entry.started, index, stop, write, self.splice, entry.chunk_times,
+                      loop.create_future())  # fmt: skip
+            outcome = await clock.run(run)
+            if outcome == GONE:
+                return False
+            index = run.index
+            if outcome == PAUSED:
+                if not await self._send_frames(index, index + 1, receive, send):
+                    return False
+                index += 1
+        return True
+
     async def _paced(self, sending: Coroutine[Any, Any, bool]) -> bool:
         """Run a paced send loop as a task of its own. Every wake-up of a coroutine resumes the whole chain of
         coroutines that awaits it (the server's, the app's, the guard's, this response's): a stream that sleeps
         fifty times would climb it fifty times. In its own task, each chunk wakes the loop alone, and the chain
-        once at the end. An unpaced stream, which does not sleep, runs in place."""
-        if not self.deadlines or self.deadlines[-1] <= 0:
-            return await sending
+        once at the end."""
         task = asyncio.ensure_future(sending)
         try:
             return await task
@@ -135,7 +161,7 @@ class PacedResponse:
         splice = self.splice
         times = entry.chunk_times
         origin = entry.started
-        pad = _timer_pad()
+        pad = timer_pad(asyncio.get_running_loop())
         index = start
         while index < stop:
             deadline = deadlines[index]
@@ -195,7 +221,7 @@ class PacedResponse:
             started = True
             cut = len(self.frames) if fault is None else self._cut()
             self._sent = cut
-            if not await self._paced(self._send_frames(0, cut, receive, send)):
+            if not await self._send_body(cut, scope, receive, send):
                 return
             if fault is not None:
                 self.entry.fault = fault.kind
@@ -236,14 +262,6 @@ class PacedResponse:
             # One `data:` line that is not JSON; the caller then sends the rest of the stream.
             await send({"type": "http.response.body", "body": b'data: {"id": "malformed\n\n', "more_body": True})
         return True  # "end" (and the two above): the body ends cleanly here
-
-
-def _timer_pad() -> float:
-    """How much later than its deadline a chunk's sleep aims: uvloop counts timers in whole milliseconds and wakes
-    a quarter of them up to a millisecond early, each then topped up with a second sleep; half a millisecond more
-    makes that one in a hundred, for half a millisecond of lateness. asyncio's own loop wakes on time."""
-    loop = asyncio.get_running_loop()
-    return 0.0005 if type(loop).__module__.startswith("uvloop") else 0.0
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

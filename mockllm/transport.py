@@ -13,6 +13,7 @@ import fcntl
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -220,6 +221,47 @@ def _unsent(sock: socket.socket) -> int:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
     except OSError:
         return 0
+
+
+# What a chunk writer says: 0 when the chunk was written, else why it was not (and nothing was).
+PAUSED = 1  # the connection's write buffer is full: wait for the client to read (the server's `send` does)
+GONE = 2  # the client is gone
+ChunkWriter = Callable[[bytes], int]
+
+
+class _HttpToolsChunks:
+    """Writes body chunks of a started chunked response straight to the connection, as uvicorn's `send` would
+    (`SIZE\r\nDATA\r\n`), without the trip through it; the server's `send` still starts and ends the body."""
+
+    __slots__ = ("cycle", "flow", "transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self.transport = transport
+        self.cycle = cycle
+        self.flow = cycle.flow
+
+    def __call__(self, data: bytes) -> int:
+        if self.cycle.disconnected or self.transport.is_closing():
+            return GONE
+        if self.flow.write_paused:
+            return PAUSED
+        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return 0
+
+
+def chunk_writer(scope: Scope) -> ChunkWriter | None:
+    """A writer of body chunks straight to the request's connection, once its chunked response has started; None
+    where the server is not mockllm's httptools one (h11, another server), and frames go through `send`."""
+    transport = transport_of(scope)
+    if transport is None or HttpToolsProtocol is None:
+        return None
+    protocol = transport.get_protocol()
+    cycle = getattr(protocol, "cycle", None)
+    if not isinstance(protocol, TrackingHttpToolsProtocol) or cycle is None or cycle.scope is not scope:
+        return None
+    if not cycle.response_started or cycle.response_complete or not cycle.chunked_encoding:
+        return None
+    return _HttpToolsChunks(transport, cycle)
 
 
 def transport_of(scope: Scope) -> asyncio.Transport | None:

@@ -1,0 +1,262 @@
+"""The ticker (ticker.py): one timer for every paced stream on a loop.
+
+The unit tests drive it with a writer that records what it is given; the socket tests run paced streams through
+mockllm's own server on both HTTP protocols, with a client that stops reading (the connection's write buffer fills,
+the writer says PAUSED, and the server's `send` waits for the client) and one that leaves mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import socket
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from mockllm import MockServer, transport
+from mockllm.loading import load_text
+from mockllm.protocols.base import Frame
+from mockllm.ticker import Run, Ticker
+from mockllm.transport import GONE, PAUSED
+
+LOOPS: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+if importlib.util.find_spec("uvloop") is not None:
+    import uvloop
+
+    LOOPS.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+
+
+def _frames(count: int, kind: str = "content") -> list[Frame]:
+    return [Frame(b"data: %d\n\n" % i, kind) for i in range(count)]  # type: ignore[arg-type]
+
+
+class Writer:
+    """Records (seconds since origin, bytes) of each write; answers `outcomes` in turn, then 0."""
+
+    def __init__(self, origin: float, outcomes: list[int] | None = None, busy: float = 0.0) -> None:
+        self.origin = origin
+        self.outcomes = list(outcomes or [])
+        self.busy = busy
+        self.writes: list[tuple[float, bytes]] = []
+
+    def __call__(self, data: bytes) -> int:
+        outcome = self.outcomes.pop(0) if self.outcomes else 0
+        if outcome == 0:
+            self.writes.append((time.perf_counter() - self.origin, data))
+            end = time.perf_counter() + self.busy
+            while time.perf_counter() < end:  # a slow write: the kernel copying a large chunk
+                pass
+        return outcome
+
+
+def _run(
+    frames: list[Frame], deadlines: list[float], origin: float, writer: Writer, times: list[float] | None = None
+) -> Run:
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    journal = [] if times is None else times
+    return Run(frames, array("d", deadlines), origin, 0, len(frames), writer, None, journal, done)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_many_streams_on_one_ticker_are_never_early(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    async def main() -> list[tuple[Writer, list[float]]]:
+        ticker = Ticker(asyncio.get_running_loop())
+        origin = time.perf_counter()
+        runs = []
+        for stream in range(20):  # sub-millisecond and odd deadlines, different per stream
+            deadlines = [0.0004 * i + 0.0003 * ((i + stream) % 3) + 0.0001 * stream for i in range(40)]
+            writer = Writer(origin)
+            runs.append((writer, deadlines, ticker.run(_run(_frames(40), deadlines, origin, writer))))
+        assert [await done for _, _, done in runs] == [0] * 20
+        return [(writer, deadlines) for writer, deadlines, _ in runs]
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        results = runner.run(main())
+    for writer, deadlines in results:
+        sent = [(at, data) for at, data in writer.writes]
+        assert b"".join(data for _, data in sent) == b"".join(f.data for f in _frames(40))  # each frame once, in order
+        position = 0
+        for at, data in sent:
+            count = data.count(b"\n\n")
+            assert at >= deadlines[position + count - 1]  # the last frame of a batched write was due too
+            position += count
+
+
+def test_due_frames_share_a_write_and_content_times_are_journaled() -> None:
+    async def main() -> tuple[Writer, list[float], int]:
+        ticker = Ticker(asyncio.get_running_loop())
+        origin = time.perf_counter()
+        writer = Writer(origin)
+        times: list[float] = []
+        frames = [*_frames(1, "head"), *_frames(3), *_frames(2, "tail")]
+        deadlines = [0.01, 0.01, 0.02, 0.03, 0.03, 0.03]
+        outcome = await ticker.run(_run(frames, deadlines, origin, writer, times))
+        return writer, times, outcome
+
+    writer, times, outcome = asyncio.run(main())
+    assert outcome == 0
+    assert [data.count(b"\n\n") for _, data in writer.writes] == [2, 1, 3]  # head with the first content, tail last
+    assert len(times) == 3
+    assert times == sorted(times)
+    assert times[0] >= 0.01
+
+
+def test_a_busy_ticker_gives_the_loop_back_between_turns() -> None:
+    """Writes that take longer than the gaps between deadlines must not keep the loop from reading requests."""
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        ticker = Ticker(loop)
+        origin = time.perf_counter()
+        writer = Writer(origin, busy=0.003)  # each write 3 ms, frames 1 ms apart: always something due
+        done = ticker.run(_run(_frames(30), [0.001 * i for i in range(30)], origin, writer))
+        turns = 0
+        while not done.done():
+            await asyncio.sleep(0)  # another task: a request being read
+            turns += 1
+        await done
+        return turns, len(writer.writes)
+
+    turns, writes = asyncio.run(main())
+    assert writes >= 10  # a turn writes what is due when it starts, batched
+    assert turns >= writes  # the loop ran other work between the ticker's turns
+
+
+def test_paused_and_gone_hand_the_stream_back_at_the_frame_not_written() -> None:
+    async def main(outcomes: list[int]) -> tuple[int, int, int]:
+        ticker = Ticker(asyncio.get_running_loop())
+        origin = time.perf_counter()
+        writer = Writer(origin, outcomes)
+        run = _run(_frames(5), [0.001 * i for i in range(5)], origin, writer)
+        outcome = await ticker.run(run)
+        return outcome, run.index, len(writer.writes)
+
+    assert asyncio.run(main([0, 0, PAUSED])) == (PAUSED, 2, 2)
+    assert asyncio.run(main([0, GONE])) == (GONE, 1, 1)
+
+
+def test_a_cancelled_stream_is_dropped_and_a_failing_one_fails_alone() -> None:
+    async def main() -> tuple[int, int, bool]:
+        ticker = Ticker(asyncio.get_running_loop())
+        origin = time.perf_counter()
+        cancelled, failing, healthy = Writer(origin), Writer(origin), Writer(origin)
+
+        def broken(data: bytes) -> int:
+            raise OSError("the socket broke")
+
+        first = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, cancelled))
+        second = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, broken))  # type: ignore[arg-type]
+        third = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, healthy))
+        first.cancel()
+        with pytest.raises(OSError):
+            await second
+        assert await third == 0
+        return len(cancelled.writes), len(healthy.writes), failing.writes == []
+
+    assert asyncio.run(main()) == (0, 3, True)
+
+
+# -- through the server -----------------------------------------------------------------------------------------
+
+BIG = "x" * 200_000
+SCENARIOS = f"""
+version: 1
+scenarios:
+  - id: big
+    when: {{prompt: big}}
+    reply:
+      chunks: {json.dumps([f"{i:02d}{BIG}" for i in range(24)])}
+      timing: {{ttft: 5ms, chunk: 2ms}}
+  - id: long
+    when: {{prompt: long}}
+    reply:
+      chunks: {json.dumps([f"w{i} " for i in range(200)])}
+      timing: {{ttft: 5ms, chunk: 10ms}}
+"""
+
+
+@pytest.fixture(params=["httptools", "h11"], scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[MockServer]:
+    with MockServer(scenarios=load_text(SCENARIOS, "<test>"), http=request.param) as running:
+        yield running
+
+
+def _connect(server: MockServer, prompt: str) -> socket.socket:
+    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": prompt}]}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window: the server's buffer fills
+    head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: "
+    sock.sendall(f"{head}{len(body)}\r\n\r\n".encode() + body)
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        chunk = sock.recv(1 << 20)
+        assert chunk, data[-200:]
+        data += chunk
+    return data
+
+
+def _content(raw: bytes) -> str:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding: chunked" in head.lower()
+    unchunked = b""
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        length = int(size, 16)
+        unchunked, body = unchunked + rest[:length], rest[length + 2 :]
+    text = ""
+    for event in unchunked.decode().split("\n\n"):
+        if event.startswith("data: {"):
+            choices = json.loads(event[6:])["choices"]
+            text += "".join(c["delta"].get("content") or "" for c in choices)
+    return text
+
+
+def test_a_client_that_stops_reading_gets_the_whole_stream_late(
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[int] = []
+    write = transport._HttpToolsChunks.__call__
+
+    def spy(self: Any, data: bytes) -> int:
+        said.append(write(self, data))
+        return said[-1]
+
+    monkeypatch.setattr(transport._HttpToolsChunks, "__call__", spy)
+    server.reset()
+    sock = _connect(server, "big")
+    try:
+        time.sleep(0.3)  # 4.8 MB is due meanwhile; the kernel holds a fraction
+        raw = _read_all(sock)
+    finally:
+        sock.close()
+    assert _content(raw) == "".join(f"{i:02d}{BIG}" for i in range(24))
+    if server.http == "httptools":
+        assert PAUSED in said  # the ticker handed the stream to the server's `send`, which waited for the client
+    [entry] = server.state.journal.entries()
+    assert entry.outcome == "complete"
+    assert entry.chunks == 24
+
+
+def test_a_client_that_leaves_mid_stream_ends_its_stream(server: MockServer) -> None:
+    server.reset()
+    sock = _connect(server, "long")
+    sock.recv(4096)  # the status line and headers
+    time.sleep(0.1)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while not (entries := server.state.journal.entries()) or entries[0].outcome is None:
+        assert time.monotonic() < deadline, "the stream went on after its client left"
+        time.sleep(0.02)
+    assert entries[0].outcome == "client_closed"
+    assert entries[0].chunks < 50  # stopped soon after the client left, not at the end of its 2 s
