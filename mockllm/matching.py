@@ -326,6 +326,8 @@ class Scenarios:
             # The indexes give, in match order, every scenario whose indexed conditions the request meets: the
             # first of them whose conditions all hold is the first in match order whose conditions all hold.
             for index in (self._runtime_index, self._files_index):
+                if not index.scenarios:
+                    continue  # most servers have no runtime scenarios: no request values to work out for them
                 for scenario in index.candidates(request):
                     if accept is not None and not accept(scenario):
                         continue
