@@ -52,6 +52,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--mockllm-args", default="", help='extra `mockllm serve` options, one string (e.g. "--workers 2")'
     )
+    parser.add_argument(
+        "--repeat", type=int, help="runs of each paced row in (b), reported by their median (default 3, quick 1)"
+    )
     parser.add_argument("--slow-chunks", type=int, default=20, help="content chunks of a slow stream in (c)")
     parser.add_argument("--aimock-version", default=AIMOCK_VERSION)
     parser.add_argument("--cache", type=Path, default=BENCH / ".cache", help="where aimock is installed with npm")
@@ -68,6 +71,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.servers.insert(0, "baseline")  # every ratio is to it
     if args.duration is None:
         args.duration = 0.5 if args.quick else 5.0
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat} runs nothing; give 1 or more")
     return args
 
 
@@ -92,6 +99,7 @@ def main(argv: list[str]) -> int:
             servers=args.servers,
             mockllm_args=shlex.split(args.mockllm_args),
             slow=slow,
+            repeat=args.repeat,
         )
         if "aimock" in args.servers and set(args.only.split(",")) & {"a", "b", "c"}:
             context.aimock_cli, reason = aimock_cli(args.cache, args.aimock_version)

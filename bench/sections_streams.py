@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import statistics
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +29,25 @@ from servers import (
 from workload import FAST, PACED, Stream
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one paced row as one: the median of each percentile and CPU share, summed early chunks and
+    errors."""
+    if len(runs) == 1:
+        return runs[0]
+    combined = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, dict) and key != "errors":
+            combined[key] = {q: statistics.median(run[key][q] for run in runs if q in run[key]) for q in value}
+        elif key in ("server_cpu", "generator_cpu") and value is not None:
+            combined[key] = statistics.median(run[key] for run in runs)
+    combined["early"] = sum(run["early"] for run in runs)
+    errors: Counter[str] = Counter()
+    for run in runs:
+        errors.update(run["errors"])
+    combined["errors"] = dict(errors)
+    return combined
+
+
 def flags(**options: object) -> list[str]:
     """Command-line options of bench/loadgen.py from keywords: `connections=32` is `--connections 32`."""
     return [part for name, value in options.items() for part in (f"--{name.replace('_', '-')}", str(value))]
@@ -44,6 +65,7 @@ class Context:
     servers: list[str]
     mockllm_args: list[str]
     slow: Stream
+    repeat: int = 1  # runs of each paced row, combined by their median (`median_run`)
     aimock_cli: Path | None = None
     aimock_note: str = "not asked for"
     facts: dict[str, Any] = field(default_factory=dict)
@@ -206,7 +228,11 @@ def paced(context: Context) -> Table:
                         server_pid=server.process.pid,
                         spread=seconds,
                     )
-                    result = context.generate(server, arguments, timeout=PACED.last + seconds + 120)
+                    runs = [
+                        context.generate(server, arguments, timeout=PACED.last + seconds + 120)
+                        for _ in range(context.repeat)
+                    ]
+                    result = median_run(runs)
                     results[count, arrival, kind.name] = result
                     suffix = "" if arrival == "spread" else "/together"
                     context.facts[f"b/{count}/{kind.name}{suffix}"] = result
@@ -238,6 +264,9 @@ def paced(context: Context) -> Table:
         f"load test; the targets are judged on these rows. `together`: every connection sends in one pass, a burst "
         f"in which the last request waits for all before it to be read and started. The generator times each "
         f"event's arrival; TTFT counts from its own write of the request, so it includes the way there.",
+        f"Each row is {context.repeat} run(s) on the same server, one after the other; every figure is the median "
+        f"of the runs' (a p99 is the median of {context.repeat} p99s), `early` and errors are their sums. A single "
+        f"run at 1,000 streams can be several times another on the same machine, for every server.",
         "TTFT and last errors are signed (late is positive); a gap error is |gap - nominal| between consecutive "
         "content chunks (two chunks read together make a gap of 0, an error of one whole gap).",
         "`early`: content chunks that arrived over 1 ms before their deadline, as seen by the client.",
