@@ -260,7 +260,7 @@ class MockApp:
             reply = selection.reply
             if parsed.tool_results:
                 # The reply is still sent (the client asked for it); the journal, log and plugin say why it loops.
-                entry.warning = runtime_warning(selection, parsed, state.scenarios.all())
+                entry.warning = runtime_warning(selection, parsed, state.scenarios.all)
             check = getattr(protocol, "check_reply", None)
             if check is not None:
                 try:

@@ -11,7 +11,7 @@ the pytest plugin's failure text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .matching import Selection, matches
@@ -119,12 +119,15 @@ def _loop_over(earlier: Scenario, later: Scenario, wanted: StringCondition) -> T
     return None
 
 
-def runtime_warning(selection: Selection, request: ParsedRequest, ordered: Iterable[Scenario]) -> str | None:
+def runtime_warning(
+    selection: Selection, request: ParsedRequest, ordered: Callable[[], Iterable[Scenario]]
+) -> str | None:
     """The warning for a reply that calls a tool whose result the request already carries, or None.
 
     A scenario that counts the conversation (`turn`, `messages`) or steps through a sequence of replies is taken to
     mean its repeated call; only a reply that comes back unchanged (a single `reply`, or a sequence repeating its
-    end) is the trap. `ordered` is every scenario in match order, to name the one that would have answered.
+    end) is the trap. `ordered` gives every scenario in match order, to name the one that would have answered; it is
+    called only for a warning, so that the requests that carry tool results do not copy the scenario list.
     """
     scenario = selection.scenario
     if not request.tool_results or scenario.when.turn is not None or scenario.when.messages is not None:
@@ -138,7 +141,7 @@ def runtime_warning(selection: Selection, request: ParsedRequest, ordered: Itera
     answer = next(
         (
             other
-            for other in ordered
+            for other in ordered()
             if other is not scenario and other.when.after_tool is not None and matches(other.when, request)
         ),
         None,

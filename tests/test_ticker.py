@@ -171,6 +171,11 @@ scenarios:
     reply:
       chunks: {json.dumps([f"{i:02d}{BIG}" for i in range(24)])}
       timing: {{ttft: 5ms, chunk: 2ms}}
+  - id: short
+    when: {{prompt: short}}
+    reply:
+      chunks: {json.dumps([f"s{i} " for i in range(10)])}
+      timing: {{ttft: 5ms, chunk: 10ms}}
   - id: long
     when: {{prompt: long}}
     reply:
@@ -236,16 +241,23 @@ def test_a_client_that_stops_reading_gets_the_whole_stream_late(
     server.reset()
     sock = _connect(server, "big")
     try:
-        time.sleep(0.3)  # 4.8 MB is due meanwhile; the kernel holds a fraction
+        time.sleep(0.15)  # 4.8 MB is due within 0.05 s; the kernel holds a fraction
+        other = _connect(server, "short")  # another stream meanwhile keeps its schedule (0.1 s)
+        started = time.monotonic()
+        try:
+            assert _content(_read_all(other)) == "".join(f"s{i} " for i in range(10))
+        finally:
+            other.close()
+        assert time.monotonic() - started < 1.5  # a generous bound: not held back by the stream that waits
         raw = _read_all(sock)
     finally:
         sock.close()
     assert _content(raw) == "".join(f"{i:02d}{BIG}" for i in range(24))
     if server.http == "httptools":
         assert PAUSED in said  # the ticker handed the stream to the server's `send`, which waited for the client
-    [entry] = server.state.journal.entries()
-    assert entry.outcome == "complete"
-    assert entry.chunks == 24
+    entries = {entry.scenario: entry for entry in server.state.journal.entries()}
+    assert entries["big"].outcome == "complete"
+    assert entries["big"].chunks == 24
 
 
 def test_a_client_that_leaves_mid_stream_ends_its_stream(server: MockServer) -> None:
