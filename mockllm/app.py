@@ -351,9 +351,9 @@ class MockApp:
                     fresh = plan_reply(reply, parsed)
                     return fresh, protocol.render_stream(fresh, parsed, dialect)
 
-                frames, splice = self.state.frame_cache.frames((protocol.API, dialect, *source), reply, render)
+                frames, splice, kept = self.state.frame_cache.frames((protocol.API, dialect, *source), reply, render)
             else:
-                splice = None
+                splice = kept = None
                 plan = plan_reply(reply, parsed)
                 frames = protocol.render_stream(plan, parsed, dialect)
                 if fault is not None and fault.kind == "error_event":
@@ -363,7 +363,7 @@ class MockApp:
                         if render_error is not None
                         else error_event_frames(protocol.API, dialect, fault.type, fault.message)
                     )
-            deadlines = pacing.schedule(frames, timing, scale, self.state.rng)
+            deadlines = pacing.remembered(frames, timing, scale, self.state.rng, kept)
             headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **headers}
             return PacedResponse(
                 entry, 200, headers, frames, deadlines, head_delay, fault, fault_frames, scale, self._finish,

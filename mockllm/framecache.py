@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .protocols.base import Frame, Plan, random_id
 from .scenarios import Reply
@@ -27,6 +28,7 @@ _CREATED = re.compile(rb'"created":(\d+)')
 MAX_BODY = 64 * 1024  # requests with a larger body are rendered each time: they are rarely repeated
 MAX_BYTES = 32 * 1024 * 1024  # the most frame bytes the cache holds, least recently used out first
 Splice = Callable[[bytes], bytes]
+Schedules = dict[float, "array[float]"]  # a cached stream's deadlines by time scale (pacing.remembered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class _Cached:
     created: bytes | None
     call_ids: tuple[bytes, ...]
     size: int
+    schedules: Schedules = field(default_factory=dict)
 
 
 class FrameCache:
@@ -56,12 +59,13 @@ class FrameCache:
         key: tuple[str, str, str, bytes] | None,
         reply: Reply,
         render: Callable[[], tuple[Plan, list[Frame]]],
-    ) -> tuple[list[Frame], Splice | None]:
-        """The frames for this request, and the splice to apply to each frame's bytes as it is sent (None when the
-        frames were rendered for this request). The cached frames are shared by every stream that sends them, so
-        an open stream holds no copy of its reply."""
+    ) -> tuple[list[Frame], Splice | None, Schedules | None]:
+        """The frames for this request; the splice to apply to each frame's bytes as it is sent (None when the
+        frames were rendered for this request); and where their deadlines are kept (None when the frames are not
+        kept). The cached frames are shared by every stream that sends them, so an open stream holds no copy of its
+        reply."""
         if key is None or len(key[3]) > MAX_BODY:
-            return render()[1], None
+            return render()[1], None, None
         full = (*key, id(reply))
         with self._lock:
             cached = self._entries.get(full)
@@ -71,19 +75,20 @@ class FrameCache:
             else:
                 cached = None
         if cached is not None:
-            return cached.frames, _splicer(cached)
+            return cached.frames, _splicer(cached), cached.schedules
         plan, frames = render()
         entry = _remember(reply, frames, plan)
         with self._lock:
             self.misses += 1
-            if entry is not None and entry.size <= self.max_bytes:
-                old = self._entries.pop(full, None)
-                self._bytes += entry.size - (old.size if old else 0)
-                self._entries[full] = entry
-                while self._bytes > self.max_bytes:
-                    _, dropped = self._entries.popitem(last=False)
-                    self._bytes -= dropped.size
-        return frames, None
+            if entry is None or entry.size > self.max_bytes:
+                return frames, None, None
+            old = self._entries.pop(full, None)
+            self._bytes += entry.size - (old.size if old else 0)
+            self._entries[full] = entry
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.size
+        return frames, None, entry.schedules
 
     def clear(self) -> None:
         with self._lock:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from array import array
+from collections.abc import MutableMapping, Sequence
 
 from .protocols.base import Frame
 from .scenarios import TimingSpec
@@ -44,3 +45,21 @@ def schedule(frames: Sequence[Frame], timing: TimingSpec | None, scale: float, r
     for waiting in pending:
         deadlines[waiting] = due
     return deadlines
+
+
+def remembered(
+    frames: Sequence[Frame],
+    timing: TimingSpec | None,
+    scale: float,
+    rng: random.Random,
+    kept: MutableMapping[float, array[float]] | None,
+) -> Sequence[float]:
+    """`schedule`, worked out once for frames that are kept and reused (framecache.py): without jitter the deadlines
+    of the same frames at the same time scale are the same every time, and the generator is not drawn from. `kept`
+    holds them by time scale, packed, shared read-only by every stream that sends those frames."""
+    if kept is None or (timing is not None and timing.jitter):
+        return schedule(frames, timing, scale, rng)
+    found = kept.get(scale)
+    if found is None:
+        found = kept[scale] = array("d", schedule(frames, timing, scale, rng))
+    return found

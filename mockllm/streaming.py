@@ -29,7 +29,7 @@ class PacedResponse:
         status: int,
         headers: dict[str, str],
         frames: list[Frame],
-        deadlines: list[float],
+        deadlines: Sequence[float],
         head_delay: float,
         fault: FaultSpec | None,
         fault_frames: Sequence[Frame] | Callable[[int], Sequence[Frame]],
@@ -42,8 +42,9 @@ class PacedResponse:
         self.status = status
         self.headers = headers
         self.frames = frames
-        # Seconds from arrival, packed: an open stream holds 8 bytes a frame, not a float object each.
-        self.deadlines = array("d", deadlines)
+        # Seconds from arrival, packed: an open stream holds 8 bytes a frame, not a float object each (and none of
+        # its own when they are a cached stream's, which every stream sending it shares; nothing writes to them).
+        self.deadlines = deadlines if isinstance(deadlines, array) else array("d", deadlines)
         self.head_delay = head_delay
         self.fault = fault
         self.fault_frames = fault_frames

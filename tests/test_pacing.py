@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mockllm.journal import Entry
-from mockllm.pacing import schedule
+from mockllm.pacing import remembered, schedule
 from mockllm.protocols.base import Frame
 from mockllm.scenarios import TimingSpec
 from mockllm.streaming import PacedResponse
@@ -56,6 +56,22 @@ def test_jitter_is_seeded_and_never_goes_backwards() -> None:
     gaps = [b - a for a, b in itertools.pairwise(first)]
     assert min(gaps) == 0.0  # a negative draw is clamped at zero, so some gaps are exactly zero
     assert max(gaps) > 0.01
+
+
+def test_kept_frames_keep_their_deadlines_unless_jitter_draws_new_ones() -> None:
+    frames = [HEAD, CONTENT, CONTENT, TAIL]
+    kept: dict[float, Any] = {}
+    steady = TimingSpec(ttft=0.1, chunk=0.02)
+    rng = random.Random(0)
+    first = remembered(frames, steady, 1.0, rng, kept)
+    assert list(first) == schedule(frames, steady, 1.0, random.Random(0)) == pytest.approx([0.1, 0.1, 0.12, 0.12])
+    assert remembered(frames, steady, 1.0, rng, kept) is first  # worked out once, shared
+    assert list(remembered(frames, steady, 2.0, rng, kept)) == pytest.approx([0.2, 0.2, 0.24, 0.24])  # time scale 2
+    assert rng.random() == random.Random(0).random()  # no draw from the seeded generator without jitter
+    shaky = TimingSpec(ttft=0.1, chunk=0.02, jitter=0.01)
+    draws = [list(remembered(frames, shaky, 1.0, rng, {})) for _ in range(2)]
+    assert draws[0] != draws[1]  # jitter is drawn for every request, as before
+    assert remembered(frames, steady, 1.0, rng, None) == schedule(frames, steady, 1.0, rng)  # frames not kept
 
 
 def test_deadlines_do_not_accumulate_error() -> None:
