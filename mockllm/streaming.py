@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from .journal import Entry
 from .protocols.base import Frame
 from .scenarios import FaultSpec
-from .ticker import BATCH_BYTES, Run, ticker, timer_pad
+from .ticker import Run, due_batch, note_content, ticker, timer_pad
 from .transport import GONE, PAUSED, chunk_writer, reset_connection, transport_of
 
 
@@ -183,22 +183,11 @@ class PacedResponse:
                 # The client is gone (a write failed) but the server has not told us yet: writing on would only
                 # make asyncio log "socket.send() raised exception" for every frame left.
                 return False
-            end = index + 1
-            if end < stop and deadlines[end] <= now:
-                size = len(frames[index].data)
-                while end < stop and deadlines[end] <= now and size < BATCH_BYTES:
-                    size += len(frames[end].data)
-                    end += 1
-                data = b"".join([f.data for f in frames[index:end]])
-            else:
-                data = frames[index].data
+            end, data = due_batch(frames, deadlines, index, stop, now)
             if splice is not None:
                 data = splice(data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
-            sent = perf_counter() - origin
-            for position in range(index, end):
-                if frames[position].kind == "content":
-                    times.append(sent)
+            note_content(frames, index, end, times, perf_counter() - origin)
             index = end
         return True
 

@@ -61,35 +61,41 @@ class Run:
         """Write the frames due at `now` (up to BATCH_BYTES); the next deadline, or None when the run is over."""
         index = self.index
         frames = self.frames
-        deadlines = self.deadlines
         origin = self.origin
-        stop = self.stop
-        elapsed = now - origin
-        end = index + 1
-        if end < stop and deadlines[end] <= elapsed:
-            size = len(frames[index].data)
-            while end < stop and deadlines[end] <= elapsed and size < BATCH_BYTES:
-                size += len(frames[end].data)
-                end += 1
-            data = b"".join([f.data for f in frames[index:end]])
-        else:
-            data = frames[index].data
+        end, data = due_batch(frames, self.deadlines, index, self.stop, now - origin)
         if self.splice is not None:
             data = self.splice(data)
         outcome = self.write(data)
         if outcome:  # PAUSED or GONE: nothing was written; the stream's task takes over at this frame
             self.done.set_result(outcome)
             return None
-        sent = perf_counter() - origin
-        times = self.times
-        for position in range(index, end):
-            if frames[position].kind == "content":
-                times.append(sent)
+        note_content(frames, index, end, self.times, perf_counter() - origin)
         self.index = end
-        if end >= stop:
+        if end >= self.stop:
             self.done.set_result(0)
             return None
-        return origin + deadlines[end]
+        return origin + self.deadlines[end]
+
+
+def due_batch(frames: list[Frame], deadlines: array[float], index: int, stop: int, elapsed: float) -> tuple[int, bytes]:
+    """The bytes of frames[index:end] to write at `elapsed` (seconds since arrival), and `end`: the frame at `index`
+    and those after it already due, up to BATCH_BYTES (the same bytes in fewer writes; the server's flow control
+    still holds back a stream whose client reads slowly)."""
+    end = index + 1
+    if end < stop and deadlines[end] <= elapsed:
+        size = len(frames[index].data)
+        while end < stop and deadlines[end] <= elapsed and size < BATCH_BYTES:
+            size += len(frames[end].data)
+            end += 1
+        return end, b"".join([f.data for f in frames[index:end]])
+    return end, frames[index].data
+
+
+def note_content(frames: list[Frame], index: int, end: int, times: list[float], sent: float) -> None:
+    """Journal when the content frames among frames[index:end] were written (seconds since arrival)."""
+    for position in range(index, end):
+        if frames[position].kind == "content":
+            times.append(sent)
 
 
 class Ticker:
