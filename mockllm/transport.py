@@ -46,7 +46,9 @@ class _Tracking:
     loop: asyncio.AbstractEventLoop
 
     def _track(self, transport: asyncio.Transport) -> None:
-        peer = transport.get_extra_info("peername")
+        # uvicorn has just looked the peer up for the scope's `client` (the key `transport_of` finds it by): no
+        # second system call for it.
+        peer = getattr(self, "client", None) or transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._peer = (str(peer[0]), int(peer[1]))
             _transports[self._peer] = transport
