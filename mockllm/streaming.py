@@ -126,6 +126,7 @@ class PacedResponse:
         while index < stop:
             run = Run(self.frames, self.deadlines, entry.started, index, stop, write, self.splice, entry.chunk_times,
                       loop.create_future())  # fmt: skip
+            write.watch(run.done)  # a client that leaves ends the stream at once, not at its next deadline
             outcome = await clock.run(run)
             if outcome == GONE:
                 return False

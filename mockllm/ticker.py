@@ -23,7 +23,6 @@ from itertools import count
 from time import perf_counter
 
 from .protocols.base import Frame
-from .transport import ChunkWriter
 
 BATCH_BYTES = 64 * 1024  # frames due together are joined into writes of about this size
 
@@ -42,7 +41,7 @@ class Run:
         origin: float,
         index: int,
         stop: int,
-        write: ChunkWriter,
+        write: Callable[[bytes], int],  # 0 when written, else PAUSED or GONE (transport.py)
         splice: Callable[[bytes], bytes] | None,
         times: list[float],
         done: asyncio.Future[int],

@@ -13,8 +13,7 @@ import fcntl
 import logging
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import h11
 from starlette.types import Scope
@@ -28,6 +27,17 @@ except ImportError:  # httptools is the `fast` extra; without it the server runs
 _transports: dict[tuple[str, int], asyncio.Transport] = {}
 log = logging.getLogger("mockllm")
 HEADER_LIMIT = 16 * 1024  # bytes of request line and headers; h11's default, enforced on httptools too
+# What a chunk writer says: 0 when the chunk was written, else why it was not (and nothing was).
+PAUSED = 1  # the connection's write buffer is full: wait for the client to read (the server's `send` does)
+GONE = 2  # the client is gone
+
+
+class ChunkWriter(Protocol):
+    """Writes a started response's body chunks straight to its connection (`chunk_writer`)."""
+
+    def __call__(self, data: bytes) -> int: ...
+
+    def watch(self, waiting: asyncio.Future[int]) -> None: ...
 
 
 class _Tracking:
@@ -139,6 +149,7 @@ if HttpToolsProtocol is not None:
 
         _in_request = False
         _head_size = 0
+        waiting: asyncio.Future[int] | None = None  # a stream on the ticker, told GONE when the connection is lost
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -147,6 +158,9 @@ if HttpToolsProtocol is not None:
         def connection_lost(self, exc: Exception | None) -> None:
             self._untrack()
             self._in_request = False
+            waiting, self.waiting = self.waiting, None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(GONE)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -225,22 +239,22 @@ def _unsent(sock: socket.socket) -> int:
         return 0
 
 
-# What a chunk writer says: 0 when the chunk was written, else why it was not (and nothing was).
-PAUSED = 1  # the connection's write buffer is full: wait for the client to read (the server's `send` does)
-GONE = 2  # the client is gone
-ChunkWriter = Callable[[bytes], int]
-
-
 class _HttpToolsChunks:
     """Writes body chunks of a started chunked response straight to the connection, as uvicorn's `send` would
     (`SIZE\r\nDATA\r\n`), without the trip through it; the server's `send` still starts and ends the body."""
 
-    __slots__ = ("cycle", "flow", "transport")
+    __slots__ = ("cycle", "flow", "protocol", "transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
-        self.transport = transport
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        self.protocol = protocol
+        self.transport = protocol.transport
         self.cycle = cycle
         self.flow = cycle.flow
+
+    def watch(self, waiting: asyncio.Future[int]) -> None:
+        """Have `waiting` told GONE as soon as the connection is lost, not at the stream's next deadline (which a
+        slow stream may have a minute away)."""
+        self.protocol.waiting = waiting
 
     def __call__(self, data: bytes) -> int:
         if self.cycle.disconnected or self.transport.is_closing():
@@ -263,7 +277,7 @@ def chunk_writer(scope: Scope) -> ChunkWriter | None:
         return None
     if not cycle.response_started or cycle.response_complete or not cycle.chunked_encoding:
         return None
-    return _HttpToolsChunks(transport, cycle)
+    return _HttpToolsChunks(protocol, cycle)
 
 
 def transport_of(scope: Scope) -> asyncio.Transport | None:

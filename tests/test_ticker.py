@@ -272,3 +272,22 @@ def test_a_client_that_leaves_mid_stream_ends_its_stream(server: MockServer) -> 
         time.sleep(0.02)
     assert entries[0].outcome == "client_closed"
     assert entries[0].chunks < 50  # stopped soon after the client left, not at the end of its 2 s
+
+
+def test_a_client_that_leaves_a_slow_stream_ends_it_before_the_next_chunk_is_due() -> None:
+    """The next chunk is 30 s away: the stream ends when the connection is lost, not then."""
+    slow = "version: 1\nscenarios:\n- when: {prompt: slow}\n  reply: {chunks: [a, b], timing: {ttft: 5ms, chunk: 30s}}"
+    with MockServer(scenarios=load_text(slow, "<test>"), http="httptools") as server:
+        sock = _connect(server, "slow")
+        sock.settimeout(5)
+        seen = b""
+        while b"data: {" not in seen:  # the first chunk has come
+            seen += sock.recv(4096)
+        sock.close()
+        deadline = time.monotonic() + 10
+        while not (entries := server.state.journal.entries()) or entries[0].outcome is None:
+            assert time.monotonic() < deadline, "the stream waited for its next chunk to notice the client left"
+            time.sleep(0.02)
+        assert entries[0].outcome == "client_closed"
+        assert entries[0].duration is not None
+        assert entries[0].duration < 5  # well before the next chunk (30 s): a generous bound
