@@ -2,8 +2,9 @@
 
 ASGI gives an app no handle on the socket, so the server runs uvicorn's HTTP protocol with a subclass that remembers
 each connection's transport by the client's address; the `disconnect` fault finds it through `scope["client"]` and
-resets the connection (a real RST, not a clean close). The fast protocol is uvicorn's httptools one (C, llhttp); h11
-(pure Python) is the fallback when httptools is not installed.
+resets the connection (a real RST, not a clean close), and the ticker (ticker.py) writes a paced stream's chunks
+straight to it (`chunk_writer`). The fast protocol is uvicorn's httptools one (C, llhttp); h11 (pure Python) is the
+fallback when httptools is not installed, and its streams go through the server's `send`.
 """
 
 from __future__ import annotations
