@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mockllm import MockServer, transport
+from mockllm.journal import Entry
 from mockllm.loading import load_text
 from mockllm.protocols.base import Frame
 from mockllm.ticker import Run, Ticker
@@ -54,7 +55,11 @@ class Writer:
 
 
 def _run(
-    frames: list[Frame], deadlines: list[float], origin: float, writer: Writer, times: list[float] | None = None
+    frames: list[Frame],
+    deadlines: list[float],
+    origin: float,
+    writer: Callable[[bytes], int],
+    times: list[float] | None = None,
 ) -> Run:
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     journal = [] if times is None else times
@@ -93,7 +98,7 @@ def test_due_frames_share_a_write_and_content_times_are_journaled() -> None:
         writer = Writer(origin)
         times: list[float] = []
         frames = [*_frames(1, "head"), *_frames(3), *_frames(2, "tail")]
-        deadlines = [0.01, 0.01, 0.02, 0.03, 0.03, 0.03]
+        deadlines = [0.01, 0.01, 0.1, 0.2, 0.2, 0.2]  # far enough apart for a busy machine to keep them apart
         outcome = await ticker.run(_run(frames, deadlines, origin, writer, times))
         return writer, times, outcome
 
@@ -113,7 +118,7 @@ def test_a_busy_ticker_gives_the_loop_back_between_turns() -> None:
         ticker = Ticker(loop)
         origin = time.perf_counter()
         writer = Writer(origin, busy=0.003)  # each write 3 ms, frames 1 ms apart: always something due
-        done = ticker.run(_run(_frames(30), [0.001 * i for i in range(30)], origin, writer))
+        done = ticker.run(_run(_frames(60), [0.001 * i for i in range(60)], origin, writer))
         turns = 0
         while not done.done():
             await asyncio.sleep(0)  # another task: a request being read
@@ -122,8 +127,12 @@ def test_a_busy_ticker_gives_the_loop_back_between_turns() -> None:
         return turns, len(writer.writes)
 
     turns, writes = asyncio.run(main())
-    assert writes >= 10  # a turn writes what is due when it starts, batched
-    assert turns >= writes  # the loop ran other work between the ticker's turns
+    # A turn writes what is due when it starts, in one write: a busy machine makes fewer, larger writes, but the
+    # 60 ms of frames cannot all be due at the first turn.
+    assert writes >= 3
+    # The loop ran other work between the ticker's turns (the last turn may end the wait before the other task's
+    # turn in the same pass). A ticker that kept writing while frames fell due would make one turn of them all.
+    assert turns >= writes - 1
 
 
 def test_paused_and_gone_hand_the_stream_back_at_the_frame_not_written() -> None:
@@ -131,7 +140,7 @@ def test_paused_and_gone_hand_the_stream_back_at_the_frame_not_written() -> None
         ticker = Ticker(asyncio.get_running_loop())
         origin = time.perf_counter()
         writer = Writer(origin, outcomes)
-        run = _run(_frames(5), [0.001 * i for i in range(5)], origin, writer)
+        run = _run(_frames(5), [0.05 * i for i in range(5)], origin, writer)  # apart, even on a busy machine
         outcome = await ticker.run(run)
         return outcome, run.index, len(writer.writes)
 
@@ -140,24 +149,24 @@ def test_paused_and_gone_hand_the_stream_back_at_the_frame_not_written() -> None
 
 
 def test_a_cancelled_stream_is_dropped_and_a_failing_one_fails_alone() -> None:
-    async def main() -> tuple[int, int, bool]:
+    async def main() -> tuple[int, bytes]:
         ticker = Ticker(asyncio.get_running_loop())
         origin = time.perf_counter()
-        cancelled, failing, healthy = Writer(origin), Writer(origin), Writer(origin)
+        cancelled, healthy = Writer(origin), Writer(origin)
 
         def broken(data: bytes) -> int:
             raise OSError("the socket broke")
 
         first = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, cancelled))
-        second = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, broken))  # type: ignore[arg-type]
+        second = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, broken))
         third = ticker.run(_run(_frames(3), [0.005, 0.01, 0.015], origin, healthy))
         first.cancel()
         with pytest.raises(OSError):
             await second
         assert await third == 0
-        return len(cancelled.writes), len(healthy.writes), failing.writes == []
+        return len(cancelled.writes), b"".join(data for _, data in healthy.writes)
 
-    assert asyncio.run(main()) == (0, 3, True)
+    assert asyncio.run(main()) == (0, b"".join(f.data for f in _frames(3)))  # the others' frames, whole
 
 
 # -- through the server -----------------------------------------------------------------------------------------
@@ -260,18 +269,24 @@ def test_a_client_that_stops_reading_gets_the_whole_stream_late(
     assert entries["big"].chunks == 24
 
 
+def _ended(server: MockServer, within: float, why: str) -> Entry:
+    """The journal's first entry once its response has ended; fails with `why` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not (entries := server.state.journal.entries()) or entries[0].outcome is None:
+        assert time.monotonic() < deadline, why
+        time.sleep(0.02)
+    return entries[0]
+
+
 def test_a_client_that_leaves_mid_stream_ends_its_stream(server: MockServer) -> None:
     server.reset()
     sock = _connect(server, "long")
     sock.recv(4096)  # the status line and headers
     time.sleep(0.1)
     sock.close()
-    deadline = time.monotonic() + 5
-    while not (entries := server.state.journal.entries()) or entries[0].outcome is None:
-        assert time.monotonic() < deadline, "the stream went on after its client left"
-        time.sleep(0.02)
-    assert entries[0].outcome == "client_closed"
-    assert entries[0].chunks < 50  # stopped soon after the client left, not at the end of its 2 s
+    entry = _ended(server, within=5, why="the stream went on after its client left")
+    assert entry.outcome == "client_closed"
+    assert entry.chunks < 50  # stopped soon after the client left, not at the end of its 2 s
 
 
 def test_a_client_that_leaves_a_slow_stream_ends_it_before_the_next_chunk_is_due() -> None:
@@ -284,10 +299,7 @@ def test_a_client_that_leaves_a_slow_stream_ends_it_before_the_next_chunk_is_due
         while b"data: {" not in seen:  # the first chunk has come
             seen += sock.recv(4096)
         sock.close()
-        deadline = time.monotonic() + 10
-        while not (entries := server.state.journal.entries()) or entries[0].outcome is None:
-            assert time.monotonic() < deadline, "the stream waited for its next chunk to notice the client left"
-            time.sleep(0.02)
-        assert entries[0].outcome == "client_closed"
-        assert entries[0].duration is not None
-        assert entries[0].duration < 5  # well before the next chunk (30 s): a generous bound
+        entry = _ended(server, within=10, why="the stream waited for its next chunk to notice the client left")
+        assert entry.outcome == "client_closed"
+        assert entry.duration is not None
+        assert entry.duration < 5  # well before the next chunk (30 s): a generous bound
