@@ -171,7 +171,7 @@ def test_a_cancelled_stream_is_dropped_and_a_failing_one_fails_alone() -> None:
 
 # -- through the server -----------------------------------------------------------------------------------------
 
-BIG = "x" * 200_000
+BIG = "x" * 100_000
 SCENARIOS = f"""
 version: 1
 scenarios:
@@ -199,11 +199,20 @@ def server(request: pytest.FixtureRequest) -> Iterator[MockServer]:
         yield running
 
 
-def _connect(server: MockServer, prompt: str) -> socket.socket:
+def _connect(server: MockServer, prompt: str, small_buffers: bool = False) -> socket.socket:
     body = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": prompt}]}).encode()
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window: the server's buffer fills
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small window
+    if small_buffers:
+        # The server's side of the connection gets a small send buffer too, so that the kernel holds at most a few
+        # hundred KB between them, whatever the machine's TCP autotuning allows, and the server's own buffer fills.
+        peer = (host, sock.getsockname()[1])
+        deadline = time.monotonic() + 5
+        while (served := transport._transports.get(peer)) is None:
+            assert time.monotonic() < deadline, "the server never filed the connection"
+            time.sleep(0.005)
+        served.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: "
     sock.sendall(f"{head}{len(body)}\r\n\r\n".encode() + body)
     return sock
@@ -248,9 +257,9 @@ def test_a_client_that_stops_reading_gets_the_whole_stream_late(
 
     monkeypatch.setattr(transport._HttpToolsChunks, "__call__", spy)
     server.reset()
-    sock = _connect(server, "big")
+    sock = _connect(server, "big", small_buffers=True)
     try:
-        time.sleep(0.15)  # 4.8 MB is due within 0.05 s; the kernel holds a fraction
+        time.sleep(0.15)  # 2.4 MB is due within 0.05 s; the kernel holds a few hundred KB of it
         other = _connect(server, "short")  # another stream meanwhile keeps its schedule (0.1 s)
         started = time.monotonic()
         try:
