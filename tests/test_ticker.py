@@ -15,6 +15,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from mockllm import MockServer, transport
@@ -312,3 +313,25 @@ def test_a_client_that_leaves_a_slow_stream_ends_it_before_the_next_chunk_is_due
         assert entry.outcome == "client_closed"
         assert entry.duration is not None
         assert entry.duration < 5  # well before the next chunk (30 s): a generous bound
+
+
+def test_an_sdk_that_closes_a_slow_stream_ends_it_on_the_server() -> None:
+    """The OpenAI SDK closes a stream it stops reading (`stream.close()`): the server ends it then, not at its next
+    chunk, 30 s away."""
+    slow = "version: 1\nscenarios:\n- when: {prompt: slow}\n  reply: {chunks: [a, b], timing: {ttft: 5ms, chunk: 30s}}"
+    with MockServer(scenarios=load_text(slow, "<test>"), http="httptools") as server:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0)
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "slow"}], stream=True
+        )
+        text = ""
+        for chunk in stream:  # the role chunk, then the first content chunk
+            text += chunk.choices[0].delta.content or ""
+            if text:
+                break
+        assert text == "a"
+        stream.close()
+        entry = _ended(server, within=10, why="the stream waited for its next chunk to notice the SDK closed it")
+        assert entry.outcome == "client_closed"
+        assert entry.duration is not None
+        assert entry.duration < 5
