@@ -116,7 +116,7 @@ class PacedResponse:
         takes over again."""
         if not self.deadlines or self.deadlines[-1] <= 0:
             return await self._send_frames(0, stop, receive, send)  # nothing to wait for: in place, at once
-        write = chunk_writer(scope)
+        write = chunk_writer(scope, self._transport)  # the transport __call__ looked up
         if write is None:  # another server (h11, or not mockllm's): a sleep and a `send` per frame
             return await self._paced(self._send_frames(0, stop, receive, send))
         loop = asyncio.get_running_loop()

@@ -266,10 +266,10 @@ class _HttpToolsChunks:
         return 0
 
 
-def chunk_writer(scope: Scope) -> ChunkWriter | None:
-    """A writer of body chunks straight to the request's connection, once its chunked response has started; None
-    where the server is not mockllm's httptools one (h11, another server), and frames go through `send`."""
-    transport = transport_of(scope)
+def chunk_writer(scope: Scope, transport: asyncio.Transport | None) -> ChunkWriter | None:
+    """A writer of body chunks straight to the request's connection (`transport_of(scope)`), once its chunked
+    response has started; None where the server is not mockllm's httptools one (h11, another server), and frames go
+    through `send`."""
     if transport is None or HttpToolsProtocol is None:
         return None
     protocol = transport.get_protocol()
